@@ -1,0 +1,1 @@
+"""The sessionkv pytest plugin (fixtures arrive with the plugin issue)."""

@@ -1,0 +1,28 @@
+"""sessionkv: TTL key-value stores for a multi-node session registry.
+
+The public API is re-exported here; the contract every store honours is stated in :mod:`sessionkv.store`.
+"""
+
+from sessionkv.clock import Clock, SystemClock
+from sessionkv.errors import CorruptRecordError, SessionKVError, StoreUnavailableError
+from sessionkv.memory import InMemorySessionKVStore
+from sessionkv.redis_store import RedisSessionKVStore
+from sessionkv.registry import SessionInfo, SessionRegistry
+from sessionkv.store import GUARANTEES, MAX_TTL, SessionKVStore
+
+__all__ = [
+    "GUARANTEES",
+    "MAX_TTL",
+    "Clock",
+    "CorruptRecordError",
+    "InMemorySessionKVStore",
+    "RedisSessionKVStore",
+    "SessionInfo",
+    "SessionKVError",
+    "SessionKVStore",
+    "SessionRegistry",
+    "StoreUnavailableError",
+    "SystemClock",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,232 @@
+"""``InMemorySessionKVStore``: the single-node store, fast at a million keys.
+
+Data structures, and what each operation costs with ``n`` live keys:
+
+* ``_entries``: ``dict`` key -> ``(value, deadline_ns)``. ``get``/``set`` are one dict operation plus bookkeeping.
+* ``_index``: a ``SortedList`` of the keys, so ``keys(prefix)`` bisects to the first candidate and walks only the
+  matches: O(log n + matches).
+* ``_buckets``: the keys grouped by deadline into buckets of 2**30 ns (about 1.07 s), plus a min-heap of bucket ids.
+  A sweep pops only buckets that lie wholly in the past and scans only the current bucket, so it costs in proportion
+  to the keys that expired (plus those due within the same ~1 s), never to all keys. A key lives in exactly one bucket,
+  so rewriting a key (a heartbeat) moves it instead of leaving stale entries behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import math
+from collections.abc import Sequence
+from typing import Final
+
+from sortedcontainers import SortedList
+
+from sessionkv.clock import SYSTEM_CLOCK, Clock
+from sessionkv.store import (
+    SessionKVStore,
+    check_expire_keys,
+    check_items,
+    check_key,
+    check_keys,
+    check_prefix,
+    check_ttl_ns,
+    check_value,
+)
+
+__all__ = ["InMemorySessionKVStore"]
+
+_BUCKET_SHIFT: Final = 30
+"""Deadlines are grouped in buckets of 2**30 ns (~1.07 s)."""
+
+_SWEEP_YIELD_EVERY: Final = 10_000
+"""The background sweep yields to the event loop after this many removals, so a mass expiry never blocks it long."""
+
+
+class InMemorySessionKVStore(SessionKVStore):
+    """A TTL key-value store in this process's memory (single node only; not shared across processes).
+
+    Honours every guarantee of :mod:`sessionkv.store` exactly, to the nanosecond of ``clock`` (G06). Expired keys are
+    invisible at once and their memory is reclaimed lazily when they are touched and by a background sweep every
+    ``cleanup_interval`` seconds, started by :meth:`start` and cancelled by :meth:`close`. Without :meth:`start` the
+    store works too; only the periodic reclamation is missing.
+
+    ``clock`` defaults to the system monotonic clock; pass a virtual clock to drive expiry in tests.
+    """
+
+    expiry_granularity_ns = 1
+
+    def __init__(self, *, cleanup_interval: float = 60.0, clock: Clock | None = None) -> None:
+        if isinstance(cleanup_interval, bool) or not isinstance(cleanup_interval, (int, float)):
+            raise TypeError(f"cleanup_interval must be a number of seconds, got {type(cleanup_interval).__name__}")
+        if not (math.isfinite(cleanup_interval) and cleanup_interval > 0):
+            raise ValueError(f"cleanup_interval must be a finite number of seconds > 0, got {cleanup_interval!r}")
+        self.cleanup_interval = float(cleanup_interval)
+        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self._now_ns = self.clock.now_ns
+        self._entries: dict[str, tuple[bytes, int]] = {}
+        self._index: SortedList[str] = SortedList()
+        self._buckets: dict[int, set[str]] = {}
+        self._bucket_heap: list[int] = []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(cleanup_interval={self.cleanup_interval!r}, clock={self.clock!r}, "
+            f"stored_keys={len(self._entries)})"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the periodic sweep (idempotent)."""
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep_forever(), name=f"sessionkv-sweeper-{id(self):x}"
+            )
+
+    async def close(self) -> None:
+        """Stop the periodic sweep and wait for it to finish (idempotent). Stored keys stay readable."""
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.cleanup_interval)
+            while self.sweep(limit=_SWEEP_YIELD_EVERY) == _SWEEP_YIELD_EVERY:
+                await asyncio.sleep(0)
+
+    # -- the contract ----------------------------------------------------------------------------------------------
+
+    async def set(self, key: str, value: bytes, ttl: float, *, only_if_exists: bool = False) -> None:
+        key = check_key(key)
+        data = check_value(value)
+        ttl_ns = check_ttl_ns(ttl)
+        now = self._now_ns()
+        if only_if_exists and not self._live(key, now):
+            return
+        self._put(key, data, now + ttl_ns)
+
+    async def mset(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        checked = check_items(items)
+        now = self._now_ns()
+        for key, data, ttl_ns in checked:
+            self._put(key, data, now + ttl_ns)
+
+    async def get(self, key: str) -> bytes | None:
+        key = check_key(key)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._now_ns():
+            self._remove(key)
+            return None
+        return entry[0]
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        wanted = check_keys(keys)
+        now = self._now_ns()
+        entries = self._entries
+        result: list[bytes | None] = []
+        for key in wanted:
+            entry = entries.get(key)
+            result.append(entry[0] if entry is not None and entry[1] > now else None)
+        return result
+
+    async def expire(self, *keys: str, ttl: float) -> None:
+        wanted = check_expire_keys(keys)
+        ttl_ns = check_ttl_ns(ttl)
+        now = self._now_ns()
+        deadline = now + ttl_ns
+        for key in wanted:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] > now:
+                self._put(key, entry[0], deadline)
+
+    async def keys(self, prefix: str) -> list[str]:
+        prefix = check_prefix(prefix)
+        now = self._now_ns()
+        entries = self._entries
+        found: list[str] = []
+        for key in self._index.irange(minimum=prefix):
+            if not key.startswith(prefix):
+                break
+            if entries[key][1] > now:
+                found.append(key)
+        return found
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        for key in check_keys(keys):
+            if key in self._entries:
+                self._remove(key)
+
+    # -- reclamation -----------------------------------------------------------------------------------------------
+
+    def sweep(self, *, limit: int | None = None) -> int:
+        """Reclaim the memory of expired keys now and return how many were removed (at most ``limit``).
+
+        Costs O(removed + keys due within the current ~1 s bucket); never walks live keys of later buckets. Expired
+        keys are invisible whether or not they have been swept: this only frees memory.
+        """
+        now = self._now_ns()
+        current = now >> _BUCKET_SHIFT
+        heap, buckets, entries = self._bucket_heap, self._buckets, self._entries
+        removed = 0
+        while heap and heap[0] <= current and (limit is None or removed < limit):
+            bucket_id = heap[0]
+            bucket = buckets[bucket_id]
+            if bucket_id < current:
+                # every deadline in a past bucket is < now: all of them have expired
+                while bucket and (limit is None or removed < limit):
+                    self._forget(bucket.pop())
+                    removed += 1
+            else:
+                due = [key for key in bucket if entries[key][1] <= now]
+                if limit is not None:
+                    due = due[: limit - removed]
+                for key in due:
+                    bucket.discard(key)
+                    self._forget(key)
+                removed += len(due)
+                if bucket:
+                    break  # the rest of the current bucket is still alive
+            if not bucket:
+                heapq.heappop(heap)
+                del buckets[bucket_id]
+        return removed
+
+    # -- internals -------------------------------------------------------------------------------------------------
+
+    def _live(self, key: str, now: int) -> bool:
+        entry = self._entries.get(key)
+        return entry is not None and entry[1] > now
+
+    def _put(self, key: str, data: bytes, deadline: int) -> None:
+        old = self._entries.get(key)
+        self._entries[key] = (data, deadline)
+        bucket_id = deadline >> _BUCKET_SHIFT
+        if old is None:
+            self._index.add(key)
+        else:
+            old_bucket_id = old[1] >> _BUCKET_SHIFT
+            if old_bucket_id == bucket_id:
+                return
+            self._buckets[old_bucket_id].discard(key)
+        bucket = self._buckets.get(bucket_id)
+        if bucket is None:
+            bucket = self._buckets[bucket_id] = set()
+            heapq.heappush(self._bucket_heap, bucket_id)
+        bucket.add(key)
+
+    def _remove(self, key: str) -> None:
+        """Remove a stored key from every structure."""
+        self._buckets[self._entries[key][1] >> _BUCKET_SHIFT].discard(key)
+        self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        """Remove a key from the entries and the index (its bucket is handled by the caller)."""
+        del self._entries[key]
+        self._index.remove(key)

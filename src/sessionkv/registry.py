@@ -1,0 +1,9 @@
+"""Placeholder, replaced by the registry implementation."""
+
+
+class SessionInfo:
+    pass
+
+
+class SessionRegistry:
+    pass

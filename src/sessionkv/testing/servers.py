@@ -1,0 +1,311 @@
+"""Real ``redis-server`` processes for tests and simulations: spawn, stop, kill, restart, pause.
+
+A :class:`RedisServer` runs on a free loopback port in a private temporary directory with persistence off. It never
+outlives the process that started it: it is stopped by :meth:`RedisServer.stop`, by an ``atexit`` hook, and, should
+this process die without running either (``kill -9``, a crashed xdist worker), by the kernel through
+``PR_SET_PDEATHSIG`` on Linux. Temporary directories left by such a death are removed by the next server started on
+the machine. Usable without pytest.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from sessionkv.errors import SessionKVError
+
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+
+_DIR_PREFIX: Final = "sessionkv-redis-"
+_LIVE_SERVERS: set[RedisServer] = set()  # strong references: a forgotten server is still stopped at exit
+_LIVE_LOCK = threading.Lock()
+
+
+class RedisServerError(SessionKVError):
+    """A redis-server could not be found, started or controlled. The message carries the server's log tail."""
+
+
+def find_redis_server(executable: str | os.PathLike[str] | None = None) -> str:
+    """Return the path of a ``redis-server`` binary, or raise :class:`RedisServerError` saying how to get one.
+
+    Looks at ``executable``, then ``$SESSIONKV_REDIS_EXEC``, then ``PATH``, then ``/usr/sbin`` and ``/usr/bin``.
+    """
+    candidates = [executable, os.environ.get("SESSIONKV_REDIS_EXEC")]
+    for candidate in candidates:
+        if candidate:
+            path = shutil.which(os.fspath(candidate))
+            if path is None:
+                raise RedisServerError(f"redis-server executable {os.fspath(candidate)!r} not found or not executable")
+            return path
+    for candidate in ("redis-server", "/usr/sbin/redis-server", "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
+        path = shutil.which(candidate)
+        if path is not None:
+            return path
+    raise RedisServerError(
+        "no redis-server binary found on PATH; install one (Debian/Ubuntu: apt-get install redis-server, "
+        "macOS: brew install redis) or point SESSIONKV_REDIS_EXEC at it"
+    )
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask the kernel to SIGKILL this child when the parent dies (Linux only; a no-op elsewhere)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove temporary directories of servers whose owning process no longer exists."""
+    root = Path(tempfile.gettempdir())
+    for path in root.glob(f"{_DIR_PREFIX}*"):
+        owner = path.name[len(_DIR_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not _pid_alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class RedisServer:
+    """One real ``redis-server`` on loopback, persistence off, in its own temporary directory.
+
+    ``start()`` returns once the server answers a real ``PING``; a failure raises :class:`RedisServerError` with the
+    server's log. ``stop()`` is idempotent and removes the directory. The port stays the same across
+    :meth:`restart`, so clients can reconnect. Server faults: :meth:`kill` (SIGKILL), :meth:`restart` (comes back
+    empty), :meth:`pause` / :meth:`resume` (SIGSTOP / SIGCONT: the server stops answering but keeps its sockets).
+    """
+
+    def __init__(
+        self,
+        *,
+        executable: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        startup_timeout: float = 10.0,
+    ) -> None:
+        self.executable = find_redis_server(executable)
+        self.host = host
+        self._requested_port = port
+        self.port: int = port or 0
+        self.extra_args = tuple(extra_args)
+        self.startup_timeout = startup_timeout
+        self.directory: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._paused = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"RedisServer(url={self.url!r}, {state})"
+
+    # -- addresses -------------------------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``redis://host:port/0`` for clients."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"redis://{host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def log_path(self) -> Path | None:
+        return None if self.directory is None else self.directory / "redis.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the server's log, or an empty string."""
+        path = self.log_path
+        if path is None or not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Start the server and wait until it answers ``PING``. Idempotent while running."""
+        if self.running:
+            return self
+        if self.directory is None:
+            _remove_orphaned_dirs()
+            self.directory = Path(tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-"))
+        attempts = 1 if self._requested_port else 5
+        for attempt in range(attempts):
+            if not self._requested_port:
+                self.port = _free_port(self.host)
+            try:
+                self._spawn_and_wait()
+                break
+            except RedisServerError:
+                if attempt == attempts - 1 or "Address already in use" not in self.log_tail():
+                    self.stop()
+                    raise
+        with _LIVE_LOCK:
+            _LIVE_SERVERS.add(self)
+        return self
+
+    def _spawn_and_wait(self) -> None:
+        assert self.directory is not None
+        log = self.directory / "redis.log"
+        log.write_bytes(b"")
+        args = [
+            self.executable,
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--logfile",
+            str(log),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            *self.extra_args,
+        ]
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        )
+        self._paused = False
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise RedisServerError(
+                    f"redis-server exited with status {code} during start-up on {self.host}:{self.port}; "
+                    f"its log:\n{self.log_tail()}"
+                )
+            if self._answers_ping():
+                return
+            if time.monotonic() > deadline:
+                self._terminate()
+                raise RedisServerError(
+                    f"redis-server on {self.host}:{self.port} did not answer PING within {self.startup_timeout} s; "
+                    f"its log:\n{self.log_tail()}"
+                )
+            time.sleep(0.01)
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 5 s) and remove its directory. Idempotent."""
+        self._terminate()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+        with _LIVE_LOCK:
+            _LIVE_SERVERS.discard(self)
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            if self._paused:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._paused = False
+
+    # -- server faults ---------------------------------------------------------------------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: clients see their connections drop. The directory stays."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        self._paused = False
+
+    def restart(self) -> Self:
+        """Kill the server if it runs, then start a fresh, empty one on the same port."""
+        self.kill()
+        self._requested_port = self._requested_port or self.port
+        return self.start()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open but nothing is answered until :meth:`resume`."""
+        if not self.running:
+            raise RedisServerError("cannot pause: the server is not running")
+        assert self._process is not None
+        os.kill(self._process.pid, signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        if self._process is not None and self._paused:
+            os.kill(self._process.pid, signal.SIGCONT)
+        self._paused = False
+
+    # -- context manager -------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_all_servers() -> None:
+    with _LIVE_LOCK:
+        servers = list(_LIVE_SERVERS)
+    for server in servers:
+        server.stop()
