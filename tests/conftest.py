@@ -1,8 +1,8 @@
-"""Shared fixtures of sessionkv's own test suite."""
+"""Shared fixtures of sessionkv's own test suite, on top of the sessionkv pytest plugin (loaded by its entry point)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -12,10 +12,11 @@ from sessionkv.testing import RedisServer
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for this test session (one per xdist worker), stopped at the end."""
-    with RedisServer() as server:
-        yield server
+def redis_server(sessionkv_redis_server: RedisServer) -> RedisServer:
+    """The plugin's real redis-server for this session (one per xdist worker). Our suite always starts its own server,
+    so the handle is a full :class:`RedisServer` (kill/restart/pause available)."""
+    assert isinstance(sessionkv_redis_server, RedisServer), "sessionkv's own tests need a server they control"
+    return sessionkv_redis_server
 
 
 @pytest_asyncio.fixture

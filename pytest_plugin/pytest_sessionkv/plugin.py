@@ -1,1 +1,252 @@
-"""The sessionkv pytest plugin (fixtures arrive with the plugin issue)."""
+"""The ``sessionkv`` pytest plugin: fixtures that hand a test a started store on every backend.
+
+Thin by design: each fixture wraps an object from :mod:`sessionkv.testing` that works without pytest. Expensive
+resources (a ``redis-server`` process) are synchronous and session-scoped, hence one per xdist worker; clients and
+stores are per test, each in a private namespace. The plugin never sets the asyncio mode: it works in pytest-asyncio
+strict and auto mode. Without the ``testing`` extra (pytest-asyncio, fakeredis) it still loads; fixtures that need a
+missing package skip and name the extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pytest_sessionkv.options import Options, Settings
+from pytest_sessionkv.redis import ExternalRedis, RedisHandle, clear_namespace, start_redis
+from sessionkv import InMemorySessionKVStore, RedisSessionKVStore, SessionKVStore, SessionRegistry
+
+__all__ = [
+    "sessionkv_custom_store_factory",
+    "sessionkv_fakeredis_store",
+    "sessionkv_memory_store",
+    "sessionkv_redis_client",
+    "sessionkv_redis_server",
+    "sessionkv_redis_store",
+    "sessionkv_registry_factory",
+    "sessionkv_store",
+]
+
+TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
+ALL_BACKENDS = ("memory", "fakeredis", "redis", "custom")
+StoreFactory = Callable[[], Any]
+"""Returns a fresh, not yet started object with the SessionKVStore API (sync callable)."""
+
+_HAS_PYTEST_ASYNCIO = importlib.util.find_spec("pytest_asyncio") is not None
+_HAS_FAKEREDIS = importlib.util.find_spec("fakeredis") is not None
+
+
+# -- options and markers -------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    Options.register(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sessionkv_backends(*names): run this test's sessionkv_store only on these backends "
+        f"(of {', '.join(ALL_BACKENDS)})",
+    )
+    config.stash[Settings.key] = Options.read(config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sessionkv_store" not in metafunc.fixturenames:
+        return
+    settings = metafunc.config.stash[Settings.key]
+    backends = list(settings.backends) if settings.backends is not None else _default_backends(metafunc)
+    marker = metafunc.definition.get_closest_marker("sessionkv_backends")
+    if marker is not None:
+        unknown = sorted(set(marker.args) - set(ALL_BACKENDS))
+        if unknown:
+            raise pytest.UsageError(
+                f"{metafunc.definition.nodeid}: unknown sessionkv backend(s) {unknown}; choose from {ALL_BACKENDS}"
+            )
+        backends = [name for name in backends if name in marker.args]
+    if not backends:
+        metafunc.parametrize("sessionkv_store", [pytest.param(None, marks=pytest.mark.skip(
+            reason="no sessionkv backend selected for this test (see --sessionkv-backends and the sessionkv_backends "
+            "marker)"))], ids=["no-backend"], indirect=True)
+        return
+    metafunc.parametrize("sessionkv_store", backends, ids=backends, indirect=True)
+
+
+def _default_backends(metafunc: pytest.Metafunc) -> list[str]:
+    """Every backend that can run here: fakeredis only when installed, ``custom`` only when a conftest overrides
+    ``sessionkv_custom_store_factory``. ``redis`` is always listed: it skips (or fails) at setup when no server can be
+    had, so the reason shows in the report."""
+    names = ["memory"]
+    if _HAS_FAKEREDIS:
+        names.append("fakeredis")
+    names.append("redis")
+    if _custom_factory_overridden(metafunc):
+        names.append("custom")
+    return names
+
+
+def _custom_factory_overridden(metafunc: pytest.Metafunc) -> bool:
+    manager = metafunc.config.pluginmanager.get_plugin("funcmanage")
+    try:
+        definitions = manager.getfixturedefs("sessionkv_custom_store_factory", metafunc.definition)  # type: ignore[union-attr]
+    except Exception:  # private pytest API: if it changes, fall back to the explicit --sessionkv-backends route
+        return False
+    return bool(definitions) and definitions[-1].func is not _custom_store_factory_default
+
+
+# -- the redis-server -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sessionkv_redis_server(request: pytest.FixtureRequest) -> Iterator[RedisHandle]:
+    """A real redis-server for this session (one per xdist worker), or the server of ``--sessionkv-redis-url``.
+
+    Exposes ``url``, ``host`` and ``port``; a server we started also has ``kill()``, ``restart()``, ``pause()``,
+    ``resume()``. Skips when no redis-server binary can be found, unless ``--sessionkv-require-redis`` is set, in which
+    case it fails. Stopped at the end of the session, also after Ctrl-C; never outlives the worker.
+    """
+    settings: Settings = request.config.stash[Settings.key]
+    handle = start_redis(settings)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def sessionkv_namespace(request: pytest.FixtureRequest) -> str:
+    """A key prefix private to this test (and xdist worker): ``sessionkv-test:<worker>:<random>:``."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return f"sessionkv-test:{worker}:{uuid.uuid4().hex[:12]}:"
+
+
+def _custom_store_factory_default() -> StoreFactory | None:
+    return None
+
+
+@pytest.fixture
+def sessionkv_custom_store_factory() -> StoreFactory | None:
+    """Override this fixture in your conftest to plug your own backend into ``sessionkv_store`` (backend ``custom``).
+
+    Return a zero-argument callable that builds a fresh, not yet started store (any object with the SessionKVStore
+    API, e.g. ``lambda: MyStore(dsn=...)``). The default returns ``None``: no custom backend.
+    """
+    return _custom_store_factory_default()
+
+
+# -- async fixtures -----------------------------------------------------------------------------------------------
+
+if _HAS_PYTEST_ASYNCIO:
+    import pytest_asyncio
+    import redis.asyncio as aioredis
+
+    @pytest_asyncio.fixture
+    async def sessionkv_redis_client(sessionkv_redis_server: RedisHandle) -> AsyncIterator[aioredis.Redis]:
+        """A ``redis.asyncio.Redis`` client connected to ``sessionkv_redis_server``, closed after the test."""
+        client = aioredis.Redis.from_url(sessionkv_redis_server.url)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    @pytest_asyncio.fixture
+    async def sessionkv_memory_store() -> AsyncIterator[InMemorySessionKVStore]:
+        """A started, empty ``InMemorySessionKVStore``, closed after the test."""
+        async with InMemorySessionKVStore() as store:
+            yield store
+
+    @pytest_asyncio.fixture
+    async def sessionkv_redis_store(
+        sessionkv_redis_client: aioredis.Redis, sessionkv_namespace: str
+    ) -> AsyncIterator[RedisSessionKVStore]:
+        """A started ``RedisSessionKVStore`` on the real server, with a key prefix no other test uses; the keys it
+        leaves are deleted after the test."""
+        store = RedisSessionKVStore(client=sessionkv_redis_client, key_prefix=sessionkv_namespace)
+        try:
+            async with store:
+                yield store
+        finally:
+            await clear_namespace(sessionkv_redis_client, sessionkv_namespace)
+
+    @pytest_asyncio.fixture
+    async def sessionkv_fakeredis_store(sessionkv_namespace: str) -> AsyncIterator[RedisSessionKVStore]:
+        """A started ``RedisSessionKVStore`` over a private fakeredis server (nothing shared between tests)."""
+        if not _HAS_FAKEREDIS:
+            pytest.skip(f"sessionkv_fakeredis_store needs fakeredis: {TESTING_EXTRA_HINT}")
+        import fakeredis
+
+        client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        try:
+            async with RedisSessionKVStore(client=client, key_prefix=sessionkv_namespace) as store:
+                yield store
+        finally:
+            await client.aclose()
+
+    @pytest_asyncio.fixture
+    async def sessionkv_store(
+        request: pytest.FixtureRequest, sessionkv_custom_store_factory: StoreFactory | None
+    ) -> AsyncIterator[Any]:
+        """A started, empty store on each selected backend (test ids ``[memory]``, ``[fakeredis]``, ``[redis]``,
+        ``[custom]``), closed after the test. Select with ``--sessionkv-backends`` or the ``sessionkv_backends``
+        marker."""
+        backend: str = request.param
+        if backend == "custom":
+            if sessionkv_custom_store_factory is None:
+                pytest.skip("backend 'custom' selected but sessionkv_custom_store_factory is not overridden")
+            store = sessionkv_custom_store_factory()
+            await store.start()
+            try:
+                yield store
+            finally:
+                await store.close()
+            return
+        fixture = {
+            "memory": "sessionkv_memory_store",
+            "fakeredis": "sessionkv_fakeredis_store",
+            "redis": "sessionkv_redis_store",
+        }[backend]
+        yield request.getfixturevalue(fixture)
+
+    @pytest_asyncio.fixture
+    async def sessionkv_registry_factory(
+        sessionkv_store: SessionKVStore,
+    ) -> AsyncIterator[Callable[..., SessionRegistry]]:
+        """Builds ``SessionRegistry`` objects over this test's ``sessionkv_store``, each with a distinct node id
+        (``node-1``, ``node-2``…). Registries are not started; any still running are stopped after the test."""
+        made: list[SessionRegistry] = []
+
+        def make(*, node_id: str | None = None, ttl: float = 30.0) -> SessionRegistry:
+            registry = SessionRegistry(sessionkv_store, node_id=node_id or f"node-{len(made) + 1}", ttl=ttl)
+            made.append(registry)
+            return registry
+
+        try:
+            yield make
+        finally:
+            for registry in made:
+                await registry.stop()
+
+else:  # pytest-asyncio is missing: the same names, skipping with the remedy
+
+    def _needs_testing_extra(name: str) -> Callable[..., None]:
+        def fixture(request: pytest.FixtureRequest) -> None:
+            pytest.skip(f"{name} needs pytest-asyncio: {TESTING_EXTRA_HINT}")
+
+        fixture.__name__ = name
+        return pytest.fixture(name=name)(fixture)
+
+    sessionkv_redis_client = _needs_testing_extra("sessionkv_redis_client")
+    sessionkv_memory_store = _needs_testing_extra("sessionkv_memory_store")
+    sessionkv_redis_store = _needs_testing_extra("sessionkv_redis_store")
+    sessionkv_fakeredis_store = _needs_testing_extra("sessionkv_fakeredis_store")
+    sessionkv_store = _needs_testing_extra("sessionkv_store")
+    sessionkv_registry_factory = _needs_testing_extra("sessionkv_registry_factory")
+
+
+__all__ += ["ExternalRedis", "sessionkv_namespace"]

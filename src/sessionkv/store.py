@@ -149,6 +149,8 @@ def check_ttl_ns(ttl: object) -> int:
     Rounds to the nearest nanosecond so that decimal TTLs such as ``0.3`` are exactly 300 ms, not one float ulp more.
     Any real number is accepted (``Fraction``, ``Decimal``, numpy floats); ``bool`` is not.
     """
+    if type(ttl) is float and 0.0 < ttl <= MAX_TTL:  # the common case, kept cheap: set() is a hot path
+        return round(ttl * NS_PER_SECOND) or 1
     kind = type(ttl)
     if kind is not float and kind is not int:
         if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
@@ -162,7 +164,7 @@ def check_ttl_ns(ttl: object) -> int:
         raise ValueError(f"ttl must be at most {MAX_TTL:.0f} seconds (about 31.7 years), got {ttl!r}")
     if kind is int:
         return ttl * NS_PER_SECOND  # type: ignore[operator]  # exact for int seconds
-    return max(1, round(seconds * NS_PER_SECOND))
+    return round(seconds * NS_PER_SECOND) or 1
 
 
 def ns_to_ms_ceil(ns: int) -> int:
@@ -179,7 +181,11 @@ def check_keys(keys: object, *, what: str = "keys") -> list[str]:
             keys = list(keys)
         else:
             raise TypeError(f"{what} must be a list of str, got {type(keys).__name__}")
-    return [check_key(key, what=f"{what}[{index}]") for index, key in enumerate(keys)]
+    for key in keys:
+        if type(key) is not str or not key.isascii():
+            # the slow path names the offending position; the fast path above costs one check per key
+            return [check_key(key, what=f"{what}[{index}]") for index, key in enumerate(keys)]
+    return keys if type(keys) is list else list(keys)
 
 
 def check_expire_keys(keys: tuple[object, ...]) -> list[str]:

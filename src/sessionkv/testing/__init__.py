@@ -3,6 +3,6 @@
 Nothing in :mod:`sessionkv` imports this package: stores never depend on testing code.
 """
 
-from sessionkv.testing.servers import RedisServer, RedisServerError, find_redis_server
+from sessionkv.testing.servers import RedisServer, RedisServerError, RedisServerNotFoundError, find_redis_server
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+__all__ = ["RedisServer", "RedisServerError", "RedisServerNotFoundError", "find_redis_server"]

@@ -27,7 +27,7 @@ from typing import Final, Self
 
 from sessionkv.errors import SessionKVError
 
-__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+__all__ = ["RedisServer", "RedisServerError", "RedisServerNotFoundError", "find_redis_server"]
 
 _DIR_PREFIX: Final = "sessionkv-redis-"
 _LIVE_SERVERS: set[RedisServer] = set()  # strong references: a forgotten server is still stopped at exit
@@ -36,6 +36,10 @@ _LIVE_LOCK = threading.Lock()
 
 class RedisServerError(SessionKVError):
     """A redis-server could not be found, started or controlled. The message carries the server's log tail."""
+
+
+class RedisServerNotFoundError(RedisServerError):
+    """No redis-server binary is available; the message says how to install or point at one."""
 
 
 def find_redis_server(executable: str | os.PathLike[str] | None = None) -> str:
@@ -48,13 +52,13 @@ def find_redis_server(executable: str | os.PathLike[str] | None = None) -> str:
         if candidate:
             path = shutil.which(os.fspath(candidate))
             if path is None:
-                raise RedisServerError(f"redis-server executable {os.fspath(candidate)!r} not found or not executable")
+                raise RedisServerNotFoundError(f"redis-server executable {os.fspath(candidate)!r} not found or not executable")
             return path
     for candidate in ("redis-server", "/usr/sbin/redis-server", "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
         path = shutil.which(candidate)
         if path is not None:
             return path
-    raise RedisServerError(
+    raise RedisServerNotFoundError(
         "no redis-server binary found on PATH; install one (Debian/Ubuntu: apt-get install redis-server, "
         "macOS: brew install redis) or point SESSIONKV_REDIS_EXEC at it"
     )

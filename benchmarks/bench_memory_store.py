@@ -1,0 +1,242 @@
+"""Benchmark ``InMemorySessionKVStore`` against a naive dict-backed store measured in the same run.
+
+The baseline is the straightforward design (one dict of ``key -> (value, deadline)``, ``keys(prefix)`` and the
+periodic sweep walking every key), which is how vision-agents' in-memory store works. For each size it prints:
+
+* ``get`` / ``set`` (new key, overwrite) / ``mget`` throughput, in operations per second;
+* ``keys(prefix)`` latency for a prefix matching 10 keys (a call's sessions);
+* the latency of one sweep when 1% of the keys have expired;
+* memory per key (tracemalloc, values shared so only the store's own structures and the keys count).
+
+Every figure comes with the ratio ours / baseline (for latencies: baseline / ours, so bigger is better for us).
+
+    python benchmarks/bench_memory_store.py            # 10k, 100k and 1M keys (~1 minute)
+    python benchmarks/bench_memory_store.py --quick    # 10k and 100k keys, fewer repetitions (a few seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import statistics
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sessionkv import InMemorySessionKVStore
+
+
+class ManualClock:
+    """Both stores read this clock, so expiry is set up identically and no real time needs to pass."""
+
+    def __init__(self) -> None:
+        self.ns = 1 << 40
+
+    def now_ns(self) -> int:
+        return self.ns
+
+    def now(self) -> float:
+        return self.ns / 1e9
+
+    def time(self) -> float:
+        return self.ns / 1e9
+
+
+class NaiveStore:
+    """The baseline: a dict of (value, deadline) with linear scans for keys() and the sweep."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.data: dict[str, tuple[bytes, float]] = {}
+
+    async def set(self, key: str, value: bytes, ttl: float, *, only_if_exists: bool = False) -> None:
+        now = self.clock.now()
+        if only_if_exists:
+            entry = self.data.get(key)
+            if entry is None or entry[1] <= now:
+                return
+        self.data[key] = (value, now + ttl)
+
+    async def mset(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        now = self.clock.now()
+        for key, value, ttl in items:
+            self.data[key] = (value, now + ttl)
+
+    async def get(self, key: str) -> bytes | None:
+        entry = self.data.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self.clock.now():
+            del self.data[key]
+            return None
+        return entry[0]
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = self.clock.now()
+        out: list[bytes | None] = []
+        for key in keys:
+            entry = self.data.get(key)
+            out.append(entry[0] if entry is not None and entry[1] > now else None)
+        return out
+
+    async def keys(self, prefix: str) -> list[str]:
+        now = self.clock.now()
+        return [k for k, (_, deadline) in self.data.items() if k.startswith(prefix) and deadline > now]
+
+    def sweep(self) -> int:
+        now = self.clock.now()
+        expired = [k for k, (_, deadline) in self.data.items() if deadline <= now]
+        for key in expired:
+            del self.data[key]
+        return len(expired)
+
+
+AnyStore = InMemorySessionKVStore | NaiveStore
+VALUE = b'{"session_id": "s", "call_id": "c", "node_id": "n", "metrics": {}}'
+
+
+def key_of(i: int) -> str:
+    """Keys shaped like the registry's: ten sessions per call."""
+    return f"sessions/call-{i // 10:07d}/session-{i:08d}"
+
+
+async def fill(store: AnyStore, size: int) -> int:
+    """Write ``size`` keys: 1% under ``expiring/`` with a 1 s TTL, the rest registry-shaped with 1 h. Returns the
+    number of registry-shaped keys (``key_of(0)`` .. ``key_of(n - 1)``)."""
+    expiring = size // 100
+    normal = size - expiring
+    chunk = 10_000
+    for start in range(0, normal, chunk):
+        await store.mset([(key_of(i), VALUE, 3600.0) for i in range(start, min(normal, start + chunk))])
+    await store.mset([(f"expiring/{i:08d}", VALUE, 1.0) for i in range(expiring)])
+    return normal
+
+
+def make(kind: str, clock: ManualClock) -> AnyStore:
+    return InMemorySessionKVStore(clock=clock) if kind == "sessionkv" else NaiveStore(clock)
+
+
+async def ops_per_second(op: Callable[[int], Awaitable[object]], count: int) -> float:
+    gc.collect()
+    started = time.perf_counter()
+    for i in range(count):
+        await op(i)
+    return count / (time.perf_counter() - started)
+
+
+async def median_latency(op: Callable[[int], Awaitable[object]], repeats: int) -> float:
+    samples = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        await op(i)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+@dataclass
+class Row:
+    what: str
+    unit: str
+    ours: float
+    baseline: float
+    higher_is_better: bool
+
+    def render(self) -> str:
+        ratio = self.ours / self.baseline if self.higher_is_better else self.baseline / self.ours
+        return f"  {self.what:<34} {self.ours:>14,.2f} {self.baseline:>14,.2f} {self.unit:<8} {ratio:>9.2f}x"
+
+
+async def bench_size(size: int, quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    clocks = {kind: ManualClock() for kind in ("sessionkv", "baseline")}
+    stores = {kind: make(kind, clocks[kind]) for kind in clocks}
+    for store in stores.values():
+        normal = await fill(store, size)
+    ops = 50_000 if quick else 200_000
+    results: dict[str, dict[str, float]] = {kind: {} for kind in stores}
+    for kind, store in stores.items():
+        existing = [key_of((i * 7919) % normal) for i in range(ops)]
+        results[kind]["get"] = await ops_per_second(lambda i, s=store, k=existing: s.get(k[i]), ops)
+        results[kind]["set (overwrite)"] = await ops_per_second(
+            lambda i, s=store, k=existing: s.set(k[i], VALUE, 3600.0), ops
+        )
+        results[kind]["set (heartbeat, only_if_exists)"] = await ops_per_second(
+            lambda i, s=store, k=existing: s.set(k[i], VALUE, 3600.0, only_if_exists=True), ops
+        )
+        batches = [existing[i : i + 100] for i in range(0, 10_000, 100)]
+        results[kind]["mget (100 keys)"] = await ops_per_second(
+            lambda i, s=store, b=batches: s.mget(b[i % len(b)]), len(batches) * (1 if quick else 5)
+        )
+        calls = [f"sessions/call-{(i * 104729) % (normal // 10):07d}/" for i in range(1_000)]
+        repeats = 20 if (kind == "baseline" and size >= 1_000_000) or quick else 200
+        results[kind]["keys(prefix), 10 matches"] = await median_latency(
+            lambda i, s=store, c=calls: s.keys(c[i % len(c)]), repeats
+        )
+    for kind, store in stores.items():
+        clocks[kind].ns += 2 * 1_000_000_000  # the 1% written with ttl=1 s are now expired
+        gc.collect()
+        started = time.perf_counter()
+        removed = store.sweep()
+        results[kind]["sweep (1% expired)"] = time.perf_counter() - started
+        assert removed == size // 100, (kind, removed)
+    for what in ("get", "set (overwrite)", "set (heartbeat, only_if_exists)", "mget (100 keys)"):
+        rows.append(Row(what, "ops/s", results["sessionkv"][what], results["baseline"][what], True))
+    for what in ("keys(prefix), 10 matches", "sweep (1% expired)"):
+        rows.append(Row(what, "ms", results["sessionkv"][what] * 1e3, results["baseline"][what] * 1e3, False))
+    # insertion of new keys (the only operation that touches the sorted index)
+    for kind in stores:
+        fresh = make(kind, ManualClock())
+        new_keys = [key_of(size + i) for i in range(ops)]
+        results[kind]["set (new key)"] = await ops_per_second(
+            lambda i, s=fresh, k=new_keys: s.set(k[i], VALUE, 3600.0), ops
+        )
+    rows.insert(1, Row("set (new key)", "ops/s", results["sessionkv"]["set (new key)"],
+                       results["baseline"]["set (new key)"], True))
+    return rows
+
+
+async def memory_per_key(size: int) -> tuple[float, float]:
+    per_key = []
+    for kind in ("sessionkv", "baseline"):
+        keys = [key_of(i) for i in range(size)]  # created outside the measurement: both stores need the keys
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        store = make(kind, ManualClock())
+        for start in range(0, size, 10_000):
+            await store.mset([(k, VALUE, 3600.0) for k in keys[start : start + 10_000]])
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        per_key.append((after - before) / size)
+        del store
+    return per_key[0], per_key[1]
+
+
+async def main_async(sizes: list[int], quick: bool) -> None:
+    print("sessionkv InMemorySessionKVStore vs naive dict store (baseline), same run, same machine")
+    print(f"  {'':<34} {'sessionkv':>14} {'baseline':>14} {'unit':<8} {'ratio':>10}")
+    for size in sizes:
+        print(f"{size:,} keys")
+        for row in await bench_size(size, quick):
+            print(row.render())
+    memory_size = min(max(sizes), 100_000)
+    ours, baseline = await memory_per_key(memory_size)
+    print(f"memory per key at {memory_size:,} keys (keys and shared value excluded):")
+    print(f"  {'bytes/key':<34} {ours:>14,.0f} {baseline:>14,.0f} {'bytes':<8} {ours / baseline:>9.2f}x (ours/base)")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="comma-separated key counts (default 10000,100000,1000000)")
+    parser.add_argument("--quick", action="store_true", help="10k and 100k keys, fewer repetitions")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    asyncio.run(main_async(sizes, args.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The plugin's Redis: a server we start, or one the user points at; plus per-test namespace cleanup."""
+
+from __future__ import annotations
+
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+
+from pytest_sessionkv.options import Settings
+from sessionkv._glob import glob_escape
+from sessionkv.testing import RedisServer, RedisServerError, RedisServerNotFoundError
+
+__all__ = ["ExternalRedis", "RedisHandle", "clear_namespace", "start_redis"]
+
+
+class RedisHandle(Protocol):
+    """What every test can rely on, whichever way the server was obtained."""
+
+    @property
+    def url(self) -> str: ...
+
+    host: str
+    port: int
+
+    def stop(self) -> None: ...
+
+
+class ExternalRedis:
+    """A server given by ``--sessionkv-redis-url``: used as is, never stopped, killed or restarted by us."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise pytest.UsageError(f"--sessionkv-redis-url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        self._url = url
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or 6379
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def __repr__(self) -> str:
+        parts = urlsplit(self._url)
+        shown = parts._replace(netloc=f"{parts.hostname}:{self.port}").geturl()
+        return f"ExternalRedis({shown!r})"
+
+    def stop(self) -> None:
+        """Nothing to do: the server is not ours."""
+
+
+def start_redis(settings: Settings) -> RedisHandle:
+    """Start a redis-server (or adopt the external one); skip or fail with the reason when none can be had."""
+    if settings.redis_url:
+        return ExternalRedis(settings.redis_url)
+    try:
+        return RedisServer(executable=settings.redis_exec).start()
+    except RedisServerNotFoundError as exc:
+        message = f"no redis-server for sessionkv fixtures: {exc}"
+        if settings.require_redis:
+            pytest.fail(f"{message} (--sessionkv-require-redis is set)", pytrace=False)
+        pytest.skip(f"{message} (pass --sessionkv-require-redis to fail instead)")
+    except RedisServerError as exc:  # a binary that exists but does not start is a failure, never a skip
+        pytest.fail(f"redis-server for sessionkv fixtures failed to start: {exc}", pytrace=False)
+
+
+async def clear_namespace(client: aioredis.Redis, prefix: str) -> int:
+    """Delete every key under ``prefix`` (literal), in batches; returns how many were deleted."""
+    deleted = 0
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=glob_escape(prefix) + "*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += await client.unlink(*batch)
+    return deleted

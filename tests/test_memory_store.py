@@ -1,0 +1,172 @@
+"""What is particular to ``InMemorySessionKVStore``: reclamation, its background sweep, its data structures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sessionkv import InMemorySessionKVStore
+from sessionkv.memory import _BUCKET_SHIFT
+
+
+class ManualClock:
+    def __init__(self, start_ns: int = 1 << 40) -> None:
+        self.ns = start_ns
+
+    def now_ns(self) -> int:
+        return self.ns
+
+    def now(self) -> float:
+        return self.ns / 1e9
+
+    def time(self) -> float:
+        return self.ns / 1e9
+
+    def advance(self, seconds: float) -> None:
+        self.ns += round(seconds * 1e9)
+
+
+def stored(store: InMemorySessionKVStore) -> int:
+    """Keys still holding memory, expired or not."""
+    return len(store._entries)
+
+
+def bucket_members(store: InMemorySessionKVStore) -> int:
+    return sum(len(bucket) for bucket in store._buckets.values())
+
+
+def assert_consistent(store: InMemorySessionKVStore) -> None:
+    """Every stored key is in the index and in exactly the bucket of its deadline, and nothing else is."""
+    assert list(store._index) == sorted(store._entries)
+    assert bucket_members(store) == len(store._entries)
+    for key, (_, deadline) in store._entries.items():
+        assert key in store._buckets[deadline >> _BUCKET_SHIFT]
+    assert sorted(store._bucket_heap) == sorted(store._buckets)
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+def test_cleanup_interval_must_be_positive_and_finite(interval: float) -> None:
+    with pytest.raises(ValueError, match="cleanup_interval"):
+        InMemorySessionKVStore(cleanup_interval=interval)
+
+
+@pytest.mark.parametrize("interval", ["60", None, True])
+def test_cleanup_interval_must_be_a_number(interval: object) -> None:
+    with pytest.raises(TypeError, match="cleanup_interval"):
+        InMemorySessionKVStore(cleanup_interval=interval)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_sweep_reclaims_expired_keys_only() -> None:
+    clock = ManualClock()
+    store = InMemorySessionKVStore(clock=clock)
+    await store.mset([(f"short/{i}", b"", 1.0) for i in range(100)] + [(f"long/{i}", b"", 100.0) for i in range(50)])
+    clock.advance(1.0)
+    assert stored(store) == 150  # invisible but not yet reclaimed
+    assert store.sweep() == 100
+    assert stored(store) == 50
+    assert sorted(await store.keys("")) == sorted(f"long/{i}" for i in range(50))
+    assert store.sweep() == 0
+    assert_consistent(store)
+
+
+@pytest.mark.asyncio
+async def test_sweep_within_the_current_bucket_is_exact() -> None:
+    clock = ManualClock(start_ns=10 << _BUCKET_SHIFT)  # at the start of a bucket, so both deadlines share one
+    store = InMemorySessionKVStore(clock=clock)
+    await store.set("a", b"", 0.1)
+    await store.set("b", b"", 0.2)
+    clock.advance(0.1)
+    assert store.sweep() == 1
+    assert await store.keys("") == ["b"]
+    clock.advance(0.1)
+    assert store.sweep() == 1
+    assert stored(store) == 0
+    assert_consistent(store)
+
+
+@pytest.mark.asyncio
+async def test_sweep_honours_its_limit_and_resumes() -> None:
+    clock = ManualClock()
+    store = InMemorySessionKVStore(clock=clock)
+    await store.mset([(f"k{i}", b"", float(1 + i % 5)) for i in range(1_000)])
+    clock.advance(10)
+    removed = [store.sweep(limit=300) for _ in range(5)]
+    assert removed == [300, 300, 300, 100, 0]
+    assert_consistent(store)
+
+
+@pytest.mark.asyncio
+async def test_rewriting_a_key_moves_it_between_buckets_without_leftovers() -> None:
+    clock = ManualClock()
+    store = InMemorySessionKVStore(clock=clock)
+    for beat in range(1_000):
+        await store.set("heartbeat", str(beat).encode(), 30.0)
+        clock.advance(5.0)
+    assert bucket_members(store) == 1
+    assert_consistent(store)
+    clock.advance(30.0)
+    store.sweep()
+    assert stored(store) == 0
+    assert store._buckets == {}
+    assert store._bucket_heap == []
+
+
+@pytest.mark.asyncio
+async def test_lazy_reclamation_on_get() -> None:
+    clock = ManualClock()
+    store = InMemorySessionKVStore(clock=clock)
+    await store.set("k", b"v", 1.0)
+    clock.advance(1.0)
+    assert await store.get("k") is None
+    assert stored(store) == 0
+    assert_consistent(store)
+
+
+@pytest.mark.asyncio
+async def test_structures_stay_consistent_through_every_operation() -> None:
+    clock = ManualClock()
+    store = InMemorySessionKVStore(clock=clock)
+    await store.mset([(f"k{i}", b"v", 1.0 + i) for i in range(20)])
+    await store.expire(*[f"k{i}" for i in range(0, 20, 2)], ttl=50.0)
+    await store.delete(["k1", "k3", "missing"])
+    await store.set("k5", b"w", 3.0, only_if_exists=True)
+    clock.advance(10)
+    assert await store.get("k4") == b"v"
+    assert await store.get("k7") is None
+    assert_consistent(store)
+    store.sweep()
+    assert_consistent(store)
+    expected = [f"k{i}" for i in range(0, 20, 2)] + [f"k{i}" for i in range(11, 20, 2)]
+    assert sorted(await store.keys("k")) == sorted(expected)
+
+
+@pytest.mark.asyncio
+async def test_background_sweep_runs_every_interval_and_stops_on_close() -> None:
+    store = InMemorySessionKVStore(cleanup_interval=0.01)
+    async with store:
+        await store.set("k", b"v", 0.001)
+        for _ in range(500):  # real time: the sweep runs within a few intervals; bounded so a bug fails, not hangs
+            if stored(store) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert stored(store) == 0
+        sweeper = store._sweeper
+        assert sweeper is not None and not sweeper.done()
+    assert sweeper.done()
+    assert store._sweeper is None
+
+
+@pytest.mark.asyncio
+async def test_start_is_idempotent_and_the_store_works_after_close() -> None:
+    store = InMemorySessionKVStore()
+    await store.start()
+    first = store._sweeper
+    await store.start()
+    assert store._sweeper is first
+    await store.set("k", b"v", 60)
+    await store.close()
+    await store.close()
+    assert await store.get("k") == b"v"
+    assert "stored_keys=1" in repr(store)
