@@ -38,7 +38,8 @@ def bucket_members(store: InMemorySessionKVStore) -> int:
 
 def assert_consistent(store: InMemorySessionKVStore) -> None:
     """Every stored key is in the index and in exactly the bucket of its deadline, and nothing else is."""
-    assert list(store._index) == sorted(store._entries)
+    assert store._unindexed.isdisjoint(store._index)
+    assert sorted([*store._index, *store._unindexed]) == sorted(store._entries)
     assert bucket_members(store) == len(store._entries)
     for key, (_, deadline) in store._entries.items():
         assert key in store._buckets[deadline >> _BUCKET_SHIFT]
@@ -153,7 +154,8 @@ async def test_background_sweep_runs_every_interval_and_stops_on_close() -> None
             await asyncio.sleep(0.01)
         assert stored(store) == 0
         sweeper = store._sweeper
-        assert sweeper is not None and not sweeper.done()
+        assert sweeper is not None
+        assert not sweeper.done()
     assert sweeper.done()
     assert store._sweeper is None
 

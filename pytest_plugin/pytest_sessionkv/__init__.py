@@ -1,1 +1,1 @@
-"""pytest plugin of sessionkv: fixtures over :mod:`sessionkv.testing` (registered as the ``sessionkv`` pytest11 entry)."""
+"""The sessionkv pytest plugin: fixtures over :mod:`sessionkv.testing` (pytest11 entry point ``sessionkv``)."""

@@ -32,14 +32,30 @@ class Options:
     """(flag, ini key, help) for every option, registered and read in one place."""
 
     TABLE: ClassVar[tuple[tuple[str, str, str, str], ...]] = (
-        ("--sessionkv-backends", "sessionkv_backends", "string",
-         f"comma-separated backends for sessionkv_store, of {','.join(KNOWN_BACKENDS)} (default: all available)"),
-        ("--sessionkv-redis-url", "sessionkv_redis_url", "string",
-         "use the Redis server at this URL instead of starting redis-server (tests get private key prefixes)"),
-        ("--sessionkv-redis-exec", "sessionkv_redis_exec", "string",
-         "path of the redis-server binary to start (default: $SESSIONKV_REDIS_EXEC, then PATH)"),
-        ("--sessionkv-require-redis", "sessionkv_require_redis", "bool",
-         "fail instead of skip when no redis-server can be found or reached"),
+        (
+            "--sessionkv-backends",
+            "sessionkv_backends",
+            "string",
+            f"comma-separated backends for sessionkv_store, of {','.join(KNOWN_BACKENDS)} (default: all available)",
+        ),
+        (
+            "--sessionkv-redis-url",
+            "sessionkv_redis_url",
+            "string",
+            "use the Redis server at this URL instead of starting redis-server (tests get private key prefixes)",
+        ),
+        (
+            "--sessionkv-redis-exec",
+            "sessionkv_redis_exec",
+            "string",
+            "path of the redis-server binary to start (default: $SESSIONKV_REDIS_EXEC, then PATH)",
+        ),
+        (
+            "--sessionkv-require-redis",
+            "sessionkv_require_redis",
+            "bool",
+            "fail instead of skip when no redis-server can be found or reached",
+        ),
     )
 
     @classmethod

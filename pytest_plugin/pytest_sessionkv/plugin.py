@@ -12,25 +12,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from pytest_sessionkv.options import Options, Settings
-from pytest_sessionkv.redis import ExternalRedis, RedisHandle, clear_namespace, start_redis
-from sessionkv import InMemorySessionKVStore, RedisSessionKVStore, SessionKVStore, SessionRegistry
+from pytest_sessionkv.redis import RedisHandle, start_redis
 
-__all__ = [
-    "sessionkv_custom_store_factory",
-    "sessionkv_fakeredis_store",
-    "sessionkv_memory_store",
-    "sessionkv_redis_client",
-    "sessionkv_redis_server",
-    "sessionkv_redis_store",
-    "sessionkv_registry_factory",
-    "sessionkv_store",
-]
+__all__ = ["sessionkv_custom_store_factory", "sessionkv_namespace", "sessionkv_redis_server"]
 
 TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
 ALL_BACKENDS = ("memory", "fakeredis", "redis", "custom")
@@ -39,6 +29,9 @@ StoreFactory = Callable[[], Any]
 
 _HAS_PYTEST_ASYNCIO = importlib.util.find_spec("pytest_asyncio") is not None
 _HAS_FAKEREDIS = importlib.util.find_spec("fakeredis") is not None
+
+# The async fixtures need pytest-asyncio; without it the same fixture names skip and name the extra to install.
+pytest_plugins = ["pytest_sessionkv.fixtures" if _HAS_PYTEST_ASYNCIO else "pytest_sessionkv.fallback"]
 
 
 # -- options and markers -------------------------------------------------------------------------------------------
@@ -71,9 +64,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             )
         backends = [name for name in backends if name in marker.args]
     if not backends:
-        metafunc.parametrize("sessionkv_store", [pytest.param(None, marks=pytest.mark.skip(
-            reason="no sessionkv backend selected for this test (see --sessionkv-backends and the sessionkv_backends "
-            "marker)"))], ids=["no-backend"], indirect=True)
+        metafunc.parametrize(
+            "sessionkv_store",
+            [
+                pytest.param(
+                    None,
+                    marks=pytest.mark.skip(
+                        reason="no sessionkv backend selected for this test "
+                        "(see --sessionkv-backends and the sessionkv_backends marker)"
+                    ),
+                )
+            ],
+            ids=["no-backend"],
+            indirect=True,
+        )
         return
     metafunc.parametrize("sessionkv_store", backends, ids=backends, indirect=True)
 
@@ -97,7 +101,7 @@ def _custom_factory_overridden(metafunc: pytest.Metafunc) -> bool:
         definitions = manager.getfixturedefs("sessionkv_custom_store_factory", metafunc.definition)  # type: ignore[union-attr]
     except Exception:  # private pytest API: if it changes, fall back to the explicit --sessionkv-backends route
         return False
-    return bool(definitions) and definitions[-1].func is not _custom_store_factory_default
+    return bool(definitions) and getattr(definitions[-1].func, "__module__", __name__) != __name__
 
 
 # -- the redis-server -----------------------------------------------------------------------------------------------
@@ -126,10 +130,6 @@ def sessionkv_namespace(request: pytest.FixtureRequest) -> str:
     return f"sessionkv-test:{worker}:{uuid.uuid4().hex[:12]}:"
 
 
-def _custom_store_factory_default() -> StoreFactory | None:
-    return None
-
-
 @pytest.fixture
 def sessionkv_custom_store_factory() -> StoreFactory | None:
     """Override this fixture in your conftest to plug your own backend into ``sessionkv_store`` (backend ``custom``).
@@ -137,116 +137,4 @@ def sessionkv_custom_store_factory() -> StoreFactory | None:
     Return a zero-argument callable that builds a fresh, not yet started store (any object with the SessionKVStore
     API, e.g. ``lambda: MyStore(dsn=...)``). The default returns ``None``: no custom backend.
     """
-    return _custom_store_factory_default()
-
-
-# -- async fixtures -----------------------------------------------------------------------------------------------
-
-if _HAS_PYTEST_ASYNCIO:
-    import pytest_asyncio
-    import redis.asyncio as aioredis
-
-    @pytest_asyncio.fixture
-    async def sessionkv_redis_client(sessionkv_redis_server: RedisHandle) -> AsyncIterator[aioredis.Redis]:
-        """A ``redis.asyncio.Redis`` client connected to ``sessionkv_redis_server``, closed after the test."""
-        client = aioredis.Redis.from_url(sessionkv_redis_server.url)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-
-    @pytest_asyncio.fixture
-    async def sessionkv_memory_store() -> AsyncIterator[InMemorySessionKVStore]:
-        """A started, empty ``InMemorySessionKVStore``, closed after the test."""
-        async with InMemorySessionKVStore() as store:
-            yield store
-
-    @pytest_asyncio.fixture
-    async def sessionkv_redis_store(
-        sessionkv_redis_client: aioredis.Redis, sessionkv_namespace: str
-    ) -> AsyncIterator[RedisSessionKVStore]:
-        """A started ``RedisSessionKVStore`` on the real server, with a key prefix no other test uses; the keys it
-        leaves are deleted after the test."""
-        store = RedisSessionKVStore(client=sessionkv_redis_client, key_prefix=sessionkv_namespace)
-        try:
-            async with store:
-                yield store
-        finally:
-            await clear_namespace(sessionkv_redis_client, sessionkv_namespace)
-
-    @pytest_asyncio.fixture
-    async def sessionkv_fakeredis_store(sessionkv_namespace: str) -> AsyncIterator[RedisSessionKVStore]:
-        """A started ``RedisSessionKVStore`` over a private fakeredis server (nothing shared between tests)."""
-        if not _HAS_FAKEREDIS:
-            pytest.skip(f"sessionkv_fakeredis_store needs fakeredis: {TESTING_EXTRA_HINT}")
-        import fakeredis
-
-        client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        try:
-            async with RedisSessionKVStore(client=client, key_prefix=sessionkv_namespace) as store:
-                yield store
-        finally:
-            await client.aclose()
-
-    @pytest_asyncio.fixture
-    async def sessionkv_store(
-        request: pytest.FixtureRequest, sessionkv_custom_store_factory: StoreFactory | None
-    ) -> AsyncIterator[Any]:
-        """A started, empty store on each selected backend (test ids ``[memory]``, ``[fakeredis]``, ``[redis]``,
-        ``[custom]``), closed after the test. Select with ``--sessionkv-backends`` or the ``sessionkv_backends``
-        marker."""
-        backend: str = request.param
-        if backend == "custom":
-            if sessionkv_custom_store_factory is None:
-                pytest.skip("backend 'custom' selected but sessionkv_custom_store_factory is not overridden")
-            store = sessionkv_custom_store_factory()
-            await store.start()
-            try:
-                yield store
-            finally:
-                await store.close()
-            return
-        fixture = {
-            "memory": "sessionkv_memory_store",
-            "fakeredis": "sessionkv_fakeredis_store",
-            "redis": "sessionkv_redis_store",
-        }[backend]
-        yield request.getfixturevalue(fixture)
-
-    @pytest_asyncio.fixture
-    async def sessionkv_registry_factory(
-        sessionkv_store: SessionKVStore,
-    ) -> AsyncIterator[Callable[..., SessionRegistry]]:
-        """Builds ``SessionRegistry`` objects over this test's ``sessionkv_store``, each with a distinct node id
-        (``node-1``, ``node-2``…). Registries are not started; any still running are stopped after the test."""
-        made: list[SessionRegistry] = []
-
-        def make(*, node_id: str | None = None, ttl: float = 30.0) -> SessionRegistry:
-            registry = SessionRegistry(sessionkv_store, node_id=node_id or f"node-{len(made) + 1}", ttl=ttl)
-            made.append(registry)
-            return registry
-
-        try:
-            yield make
-        finally:
-            for registry in made:
-                await registry.stop()
-
-else:  # pytest-asyncio is missing: the same names, skipping with the remedy
-
-    def _needs_testing_extra(name: str) -> Callable[..., None]:
-        def fixture(request: pytest.FixtureRequest) -> None:
-            pytest.skip(f"{name} needs pytest-asyncio: {TESTING_EXTRA_HINT}")
-
-        fixture.__name__ = name
-        return pytest.fixture(name=name)(fixture)
-
-    sessionkv_redis_client = _needs_testing_extra("sessionkv_redis_client")
-    sessionkv_memory_store = _needs_testing_extra("sessionkv_memory_store")
-    sessionkv_redis_store = _needs_testing_extra("sessionkv_redis_store")
-    sessionkv_fakeredis_store = _needs_testing_extra("sessionkv_fakeredis_store")
-    sessionkv_store = _needs_testing_extra("sessionkv_store")
-    sessionkv_registry_factory = _needs_testing_extra("sessionkv_registry_factory")
-
-
-__all__ += ["ExternalRedis", "sessionkv_namespace"]
+    return None

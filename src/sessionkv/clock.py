@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "NS_PER_SECOND"]
+__all__ = ["NS_PER_SECOND", "Clock", "SystemClock"]
 
 NS_PER_SECOND = 1_000_000_000
 

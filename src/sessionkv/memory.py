@@ -4,7 +4,8 @@ Data structures, and what each operation costs with ``n`` live keys:
 
 * ``_entries``: ``dict`` key -> ``(value, deadline_ns)``. ``get``/``set`` are one dict operation plus bookkeeping.
 * ``_index``: a ``SortedList`` of the keys, so ``keys(prefix)`` bisects to the first candidate and walks only the
-  matches: O(log n + matches).
+  matches: O(log n + matches). New keys wait in ``_unindexed`` (a set) until the next ``keys()`` call merges them,
+  so ``set`` of a new key costs no more than an overwrite and a burst of registrations is merged in one sort.
 * ``_buckets``: the keys grouped by deadline into buckets of 2**30 ns (about 1.07 s), plus a min-heap of bucket ids.
   A sweep pops only buckets that lie wholly in the past and scans only the current bucket, so it costs in proportion
   to the keys that expired (plus those due within the same ~1 s), never to all keys. A key lives in exactly one bucket,
@@ -66,6 +67,7 @@ class InMemorySessionKVStore(SessionKVStore):
         self._now_ns = self.clock.now_ns
         self._entries: dict[str, tuple[bytes, int]] = {}
         self._index: SortedList[str] = SortedList()
+        self._unindexed: set[str] = set()
         self._buckets: dict[int, set[str]] = {}
         self._bucket_heap: list[int] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -95,7 +97,7 @@ class InMemorySessionKVStore(SessionKVStore):
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.cleanup_interval)
+            await asyncio.sleep(self.cleanup_interval)  # noqa: ASYNC110 - a periodic timer, not a wait for a condition
             while self.sweep(limit=_SWEEP_YIELD_EVERY) == _SWEEP_YIELD_EVERY:
                 await asyncio.sleep(0)
 
@@ -148,6 +150,9 @@ class InMemorySessionKVStore(SessionKVStore):
 
     async def keys(self, prefix: str) -> list[str]:
         prefix = check_prefix(prefix)
+        if self._unindexed:
+            self._index.update(self._unindexed)
+            self._unindexed.clear()
         now = self._now_ns()
         entries = self._entries
         found: list[str] = []
@@ -209,7 +214,7 @@ class InMemorySessionKVStore(SessionKVStore):
         self._entries[key] = (data, deadline)
         bucket_id = deadline >> _BUCKET_SHIFT
         if old is None:
-            self._index.add(key)
+            self._unindexed.add(key)
         else:
             old_bucket_id = old[1] >> _BUCKET_SHIFT
             if old_bucket_id == bucket_id:
@@ -229,4 +234,7 @@ class InMemorySessionKVStore(SessionKVStore):
     def _forget(self, key: str) -> None:
         """Remove a key from the entries and the index (its bucket is handled by the caller)."""
         del self._entries[key]
-        self._index.remove(key)
+        if key in self._unindexed:
+            self._unindexed.discard(key)
+        else:
+            self._index.remove(key)

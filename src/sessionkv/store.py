@@ -24,7 +24,7 @@ G05 Conditional write
 G06 Expiry boundary
     A key set at time ``t`` with ``ttl=d`` is readable while ``now < t + d`` and gone, for every operation, from
     ``now >= t + d``. Exact on a virtual clock (nanoseconds); a backend declares its granularity in
-    :attr:`SessionKVStore.expiry_granularity_ns` (Redis: 1 ms, with TTLs rounded *up* so a positive TTL never becomes 0).
+    :attr:`SessionKVStore.expiry_granularity_ns` (Redis: 1 ms, TTLs rounded *up* so a positive TTL never becomes 0).
 G07 Batch write
     ``mset(items)`` applies every ``(key, value, ttl)`` item as ``set`` would, each with its own TTL; when a key appears
     twice the last item wins. It is atomic to the other operations on the same store: a concurrent reader sees either
@@ -152,9 +152,8 @@ def check_ttl_ns(ttl: object) -> int:
     if type(ttl) is float and 0.0 < ttl <= MAX_TTL:  # the common case, kept cheap: set() is a hot path
         return round(ttl * NS_PER_SECOND) or 1
     kind = type(ttl)
-    if kind is not float and kind is not int:
-        if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
-            raise TypeError(f"ttl must be a number of seconds (int or float), got {kind.__name__}: {ttl!r}")
+    if kind is not float and kind is not int and (isinstance(ttl, bool) or not isinstance(ttl, numbers.Real)):
+        raise TypeError(f"ttl must be a number of seconds (int or float), got {kind.__name__}: {ttl!r}")
     seconds = float(ttl)  # type: ignore[arg-type]  # a numbers.Real, checked above
     if not math.isfinite(seconds):
         raise ValueError(f"ttl must be a finite number of seconds, got {ttl!r}")
@@ -218,6 +217,9 @@ def check_items(items: object) -> list[tuple[str, bytes, int]]:
 
 class SessionKVStore(abc.ABC):
     """Abstract TTL key-value store: bytes values under string keys, each with its own expiry.
+
+    Values are annotated ``bytes`` as in the vision-agents reference, so existing subclasses type-check unchanged;
+    at run time every backend also accepts ``bytearray`` and ``memoryview`` and stores an immutable copy (G03).
 
     The guarantees G01 to G16 in this module's docstring hold for every implementation. Subclasses implement the eight
     abstract methods and validate their arguments with the ``check_*`` helpers of this module.

@@ -1,0 +1,281 @@
+"""The pytest plugin, tested the way a downstream project uses it: generated test files run by ``pytester`` in
+subprocesses (so xdist, Ctrl-C and crashes are real), with a private ``TMPDIR`` to account for every server and
+directory the run leaves behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from sessionkv.testing import RedisServer
+
+DOWNSTREAM_TESTS = """
+import asyncio
+import pytest
+from sessionkv import InMemorySessionKVStore, RedisSessionKVStore
+
+MARK = {mark}
+
+
+@MARK
+async def test_store_starts_empty_and_round_trips(sessionkv_store):
+    assert await sessionkv_store.keys("") == []
+    await sessionkv_store.set("calls/a/1", b"v", 30)
+    assert await sessionkv_store.get("calls/a/1") == b"v"
+    assert await sessionkv_store.keys("calls/") == ["calls/a/1"]
+
+
+@MARK
+@pytest.mark.sessionkv_backends("memory")
+async def test_marker_restricts_backends(sessionkv_store):
+    assert isinstance(sessionkv_store, InMemorySessionKVStore)
+
+
+@MARK
+async def test_memory(sessionkv_memory_store):
+    await sessionkv_memory_store.set("k", b"v", 30)
+    assert await sessionkv_memory_store.get("k") == b"v"
+
+
+@MARK
+async def test_redis(sessionkv_redis_store, sessionkv_redis_server, sessionkv_redis_client):
+    assert isinstance(sessionkv_redis_store, RedisSessionKVStore)
+    await sessionkv_redis_store.set("k", b"v", 30)
+    raw = [key async for key in sessionkv_redis_client.scan_iter(match="sessionkv-test:*")]
+    assert len(raw) == 1 and raw[0].endswith(b":k")
+    assert str(sessionkv_redis_server.port) in sessionkv_redis_server.url
+
+
+@MARK
+async def test_fakeredis(sessionkv_fakeredis_store):
+    await sessionkv_fakeredis_store.set("k", b"v", 30)
+    assert await sessionkv_fakeredis_store.get("k") == b"v"
+
+
+@MARK
+async def test_registries_share_the_test_store(sessionkv_registry_factory):
+    first, second = sessionkv_registry_factory(), sessionkv_registry_factory()
+    assert first.node_id != second.node_id
+    async with first, second:
+        await first.register("call", "session")
+        assert [info.session_id for info in await second.get_for_call("call")] == ["session"]
+"""
+
+STRICT = DOWNSTREAM_TESTS.format(mark="pytest.mark.asyncio")
+AUTO = DOWNSTREAM_TESTS.format(mark="lambda f: f")
+BACKENDS = ("memory", "fakeredis", "redis")
+EXPECTED_PASSED = 3 + 1 + 1 + 1 + 1 + 3
+
+
+@pytest.fixture
+def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TMPDIR for the generated run: every redis-server directory it creates lands here."""
+    path = pytester.path / "tmp"
+    path.mkdir()
+    monkeypatch.setenv("TMPDIR", str(path))
+    return path
+
+
+def servers_using(path: Path) -> list[int]:
+    """PIDs of redis-server processes whose working directory lies under ``path``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"redis-server") and any(str(path).encode() in arg for arg in cmdline):
+            pids.append(int(proc.name))
+    return pids
+
+
+def assert_nothing_left(path: Path) -> None:
+    assert servers_using(path) == []
+    assert list(path.iterdir()) == []
+
+
+def run(pytester: pytest.Pytester, *args: str, timeout: float = 120) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", *args, timeout=timeout
+    )
+
+
+def test_every_fixture_in_strict_mode(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    result = run(pytester, "-o", "asyncio_mode=strict", "-v")
+    result.assert_outcomes(passed=EXPECTED_PASSED)
+    for backend in BACKENDS:
+        result.stdout.fnmatch_lines([f"*test_store_starts_empty_and_round_trips?{backend}? PASSED*"])
+    assert_nothing_left(private_tmp)
+
+
+def test_every_fixture_in_auto_mode(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    pytester.makepyfile(test_downstream=AUTO)
+    result = run(pytester, "-o", "asyncio_mode=auto")
+    result.assert_outcomes(passed=EXPECTED_PASSED)
+    assert_nothing_left(private_tmp)
+
+
+def test_under_xdist_each_worker_gets_its_own_server(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    pytester.makepyfile(
+        test_ports="""
+import os
+import pytest
+
+def test_port(sessionkv_redis_server):
+    with open(os.path.join(os.environ["TMPDIR"], "..", "ports.txt"), "a") as f:
+        f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {sessionkv_redis_server.port}\\n")
+
+@pytest.mark.parametrize("n", range(6))
+def test_more_ports(sessionkv_redis_server, n):
+    test_port(sessionkv_redis_server)
+"""
+    )
+    result = run(pytester, "-n", "2")
+    result.assert_outcomes(passed=EXPECTED_PASSED + 7)
+    lines = (pytester.path / "ports.txt").read_text().split("\n")
+    by_worker: dict[str, set[str]] = {}
+    for line in filter(None, lines):
+        worker, port = line.split()
+        by_worker.setdefault(worker, set()).add(port)
+    assert len(by_worker) == 2, by_worker  # both workers ran server tests...
+    assert all(len(ports) == 1 for ports in by_worker.values())  # ...each on one session server...
+    assert len(set.union(*by_worker.values())) == 2  # ...of its own
+    assert_nothing_left(private_tmp)
+
+
+def test_without_redis_server_redis_tests_skip_with_the_reason(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server", "-rs")
+    result.assert_outcomes(passed=EXPECTED_PASSED - 3, skipped=3)
+    result.stdout.fnmatch_lines(["*SKIPPED*no redis-server for sessionkv fixtures*--sessionkv-require-redis*"])
+
+
+def test_require_redis_turns_the_skip_into_a_failure(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server", "--sessionkv-require-redis")
+    result.assert_outcomes(passed=EXPECTED_PASSED - 3, errors=3)
+    result.stdout.fnmatch_lines(["*--sessionkv-require-redis is set*"])
+
+
+def test_ini_keys_work_and_flags_win(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    pytester.makeini("[pytest]\nsessionkv_backends = memory\nsessionkv_require_redis = true\n")
+    pytester.makepyfile(test_downstream=STRICT)
+    result = run(pytester, "-v", "-k", "store_starts_empty")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*round_trips?memory? PASSED*"])
+    result = run(pytester, "-v", "-k", "store_starts_empty", "--sessionkv-backends=redis,memory")
+    result.assert_outcomes(passed=2)
+
+
+def test_unknown_backend_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    result = run(pytester, "--sessionkv-backends=memory,mongo")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown backend(s)*mongo*choose from*"])
+
+
+def test_external_redis_url_is_used_and_left_clean(
+    pytester: pytest.Pytester, private_tmp: Path, redis_server: RedisServer
+) -> None:
+    with RedisServer() as external:
+        pytester.makepyfile(test_downstream=STRICT)
+        result = run(pytester, f"--sessionkv-redis-url={external.url}", "-k", "redis or store_starts or registries")
+        result.assert_outcomes(passed=1 + 3 + 3)
+        assert servers_using(private_tmp) == []  # it started no server of its own
+        with redis.Redis.from_url(external.url) as client:
+            assert client.dbsize() == 0  # every test's namespace was deleted
+
+
+def test_a_custom_backend_plugs_into_sessionkv_store(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+import pytest
+from sessionkv import InMemorySessionKVStore
+
+class MyStore(InMemorySessionKVStore):
+    pass
+
+@pytest.fixture
+def sessionkv_custom_store_factory():
+    return MyStore
+""")
+    pytester.makepyfile(
+        test_custom="""
+import pytest
+
+@pytest.mark.asyncio
+@pytest.mark.sessionkv_backends("custom")
+async def test_custom(sessionkv_store):
+    assert type(sessionkv_store).__name__ == "MyStore"
+    await sessionkv_store.set("k", b"v", 1)
+    assert await sessionkv_store.get("k") == b"v"
+"""
+    )
+    result = run(pytester, "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_custom?custom? PASSED*"])
+
+
+LONG_RUNNING = """
+import asyncio, os, pytest
+
+@pytest.mark.asyncio
+async def test_hangs(sessionkv_redis_store):
+    await sessionkv_redis_store.set("k", b"v", 30)
+    open(os.path.join(os.environ["TMPDIR"], "..", "started"), "w").close()
+    await asyncio.sleep(60)
+"""
+
+
+def _start_and_wait(pytester: pytest.Pytester, private_tmp: Path) -> subprocess.Popen[bytes]:
+    pytester.makepyfile(test_long=LONG_RUNNING)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_long.py"],
+        cwd=pytester.path,
+        env={**os.environ, "TMPDIR": str(private_tmp)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(600):
+        if (pytester.path / "started").exists():
+            break
+        time.sleep(0.05)
+    assert (pytester.path / "started").exists(), "the generated test never started"
+    assert len(servers_using(private_tmp)) == 1
+    return process
+
+
+def _wait_gone(private_tmp: Path) -> None:
+    for _ in range(200):  # the kernel delivers PDEATHSIG asynchronously; bounded wait
+        if not servers_using(private_tmp):
+            return
+        time.sleep(0.05)
+
+
+def test_ctrl_c_stops_the_server_and_removes_its_directory(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    process = _start_and_wait(pytester, private_tmp)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == pytest.ExitCode.INTERRUPTED
+    assert_nothing_left(private_tmp)
+
+
+def test_a_killed_worker_takes_its_server_along(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    process = _start_and_wait(pytester, private_tmp)
+    process.kill()
+    process.wait(timeout=30)
+    _wait_gone(private_tmp)
+    assert servers_using(private_tmp) == []
+    assert len(list(private_tmp.iterdir())) == 1  # the dead run could not remove its directory...
+    pytester.makepyfile(test_next="def test_next(sessionkv_redis_server):\n    pass\n")
+    run(pytester, "test_next.py").assert_outcomes(passed=1)
+    assert_nothing_left(private_tmp)  # ...the next run on the machine did
