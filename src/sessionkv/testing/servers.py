@@ -52,7 +52,9 @@ def find_redis_server(executable: str | os.PathLike[str] | None = None) -> str:
         if candidate:
             path = shutil.which(os.fspath(candidate))
             if path is None:
-                raise RedisServerNotFoundError(f"redis-server executable {os.fspath(candidate)!r} not found or not executable")
+                raise RedisServerNotFoundError(
+                    f"redis-server executable {os.fspath(candidate)!r} not found or not executable"
+                )
             return path
     for candidate in ("redis-server", "/usr/sbin/redis-server", "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
         path = shutil.which(candidate)
@@ -211,7 +213,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self._paused = False
         deadline = time.monotonic() + self.startup_timeout
