@@ -235,6 +235,11 @@ class RedisServer:
                 )
             time.sleep(0.01)
 
+    def _send_quietly(self, command: bytes) -> None:
+        with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+            sock.sendall(command)
+            sock.recv(64)
+
     def _answers_ping(self) -> bool:
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
@@ -260,12 +265,17 @@ class RedisServer:
             if self._paused:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGCONT)
-            process.terminate()
+            # SHUTDOWN NOSAVE exits at once; SIGTERM waits for the next server tick (up to 100 ms)
+            self._send_quietly(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
             try:
-                process.wait(timeout=5)
+                process.wait(timeout=2)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self._paused = False
 
     # -- server faults ---------------------------------------------------------------------------------------------
