@@ -702,7 +702,7 @@ def test_invalid_ttl_is_rejected(ttl: object, error: type[Exception], message: s
     [
         ({"node_id": ""}, ValueError, r"node_id must be a non-empty string"),
         ({"node_id": 7}, TypeError, r"node_id must be str, got int: 7"),
-        ({"store": {}}, TypeError, r"store must be a SessionKVStore or None, got dict"),
+        ({"store": {}}, TypeError, r"store must have the SessionKVStore API, but dict lacks start, close"),
     ],
 )
 def test_invalid_constructor_arguments_are_rejected(
@@ -841,3 +841,19 @@ async def test_redis_get_for_call_survives_a_corrupt_record(
     assert [error.key for error in errors] == ["sessions/c/bad"]
     with pytest.raises(CorruptRecordError, match="'sessions/c/bad'"):
         await redis_registry.get("c", "bad")
+
+
+@pytest.mark.asyncio
+async def test_a_store_with_the_api_but_not_our_base_class_is_accepted() -> None:
+    class DuckStore:
+        """Has the store API without subclassing SessionKVStore, like vision-agents' own stores."""
+
+        def __init__(self) -> None:
+            self.inner = InMemorySessionKVStore()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    async with SessionRegistry(DuckStore(), node_id="n") as registry:  # type: ignore[arg-type]
+        await registry.register("c", "s")
+        assert [info.node_id for info in await registry.get_for_call("c")] == ["n"]

@@ -52,6 +52,8 @@ CLOSE_REQUESTS_PREFIX: Final = "close_requests/"
 MetricValue: TypeAlias = int | float | None
 """A metric value: a JSON number or ``null``, as vision-agents types ``SessionInfo.metrics``."""
 
+_STORE_METHODS: Final = ("start", "close", "set", "mset", "get", "mget", "expire", "keys", "delete")
+
 _REQUIRED_FIELDS: Final = ("session_id", "call_id", "node_id", "started_at", "metrics_updated_at")
 
 
@@ -154,7 +156,12 @@ class SessionRegistry:
         clock: Clock | None = None,
     ) -> None:
         if store is not None and not isinstance(store, SessionKVStore):
-            raise TypeError(f"store must be a SessionKVStore or None, got {type(store).__name__}: {store!r}")
+            # duck typing on purpose: any object with the store API works (vision-agents' own stores included)
+            missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
+            if missing:
+                raise TypeError(
+                    f"store must have the SessionKVStore API, but {type(store).__name__} lacks {', '.join(missing)}"
+                )
         if node_id is not None:
             node_id = _check_id(node_id, "node_id")
         check_ttl_ns(ttl)
