@@ -97,9 +97,13 @@ class InMemorySessionKVStore(SessionKVStore):
 
     async def _sweep_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.cleanup_interval)  # noqa: ASYNC110 - a periodic timer, not a wait for a condition
+            await self._pause(self.cleanup_interval)
             while self.sweep(limit=_SWEEP_YIELD_EVERY) == _SWEEP_YIELD_EVERY:
-                await asyncio.sleep(0)
+                await self._pause(0)  # a mass expiry must not block the loop for long
+
+    async def _pause(self, seconds: float) -> None:
+        """How the background sweep waits (``0``: just yield to the loop); a virtual-clock store overrides it."""
+        await asyncio.sleep(seconds)
 
     # -- the contract ----------------------------------------------------------------------------------------------
 
