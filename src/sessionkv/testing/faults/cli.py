@@ -1,0 +1,125 @@
+"""``sessionkv proxy``: run a :class:`RedisFaultProxy` from the command line until interrupted.
+
+``main(argv)`` is the whole subcommand (argv excludes the word ``proxy``); it returns the exit status. Once listening it
+prints one line, ``listening redis://HOST:PORT/0 -> UPSTREAM``, on stdout, so scripts can wait for it. SIGINT or
+SIGTERM stops it cleanly; ``--transcript FILE`` then writes the transcript there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sessionkv.testing.faults.proxy import RedisFaultProxy
+from sessionkv.testing.faults.registry import FAULTS, fault_parameters, parse_fault_spec
+
+__all__ = ["build_parser", "main", "parse_host_port", "run_proxy"]
+
+
+def parse_host_port(text: str, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``PORT`` → ``(host, port)``; ``ValueError`` saying what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = default_host, text
+    host = host.strip("[]") or default_host
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"expected HOST:PORT, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in [0, 65535], got {port} in {text!r}")
+    return host, port
+
+
+def _fault_help() -> str:
+    lines = [
+        "faults (NAME:param=value,...; targeting: connection, probability, and direction for byte faults,",
+        "command, key_pattern, nth, times for command faults):",
+    ]
+    targeting = {"connection", "probability", "direction", "command", "key_pattern", "nth", "times"}
+    for name, cls in sorted(FAULTS.items()):
+        own = [p for p in fault_parameters(cls) if p not in targeting]
+        lines.append(f"  {name}: {', '.join(own) or '-'}")
+    return "\n".join(lines)
+
+
+def build_parser(prog: str = "sessionkv proxy") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Fault-injecting TCP proxy in front of a Redis server.",
+        epilog=_fault_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--upstream", required=True, metavar="HOST:PORT", help="the Redis server to proxy")
+    parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="default: 127.0.0.1, any port")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help='a fault, e.g. "latency:latency_ms=100,jitter_ms=10,direction=upstream" (repeatable, applied in order)',
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random decision (default 0)")
+    parser.add_argument("--raw", action="store_true", help="no RESP framing: byte faults only, no command transcript")
+    parser.add_argument("--transcript", type=Path, metavar="FILE", help="write the transcript here on exit")
+    return parser
+
+
+async def run_proxy(proxy: RedisFaultProxy, stop: asyncio.Event) -> None:
+    """Run ``proxy`` until ``stop`` is set, announcing its address on stdout."""
+    async with proxy:
+        print(f"listening {proxy.url} -> {proxy.upstream_host}:{proxy.upstream_port}", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        upstream_host, upstream_port = parse_host_port(args.upstream)
+        listen_host, listen_port = parse_host_port(args.listen)
+        faults = [parse_fault_spec(spec) for spec in args.fault]
+    except ValueError as exc:
+        parser.error(str(exc))
+    proxy = RedisFaultProxy(
+        upstream_host,
+        upstream_port,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        seed=args.seed,
+        resp=not args.raw,
+        transcript_limit=100_000,
+    )
+    for fault in faults:
+        try:
+            proxy.add(fault)
+        except ValueError as exc:
+            parser.error(str(exc))
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):  # not on Windows: Ctrl-C still raises KeyboardInterrupt
+                loop.add_signal_handler(sig, stop.set)
+        await run_proxy(proxy, stop)
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"sessionkv proxy: {exc}", file=sys.stderr)
+        return 1
+    if args.transcript is not None:
+        args.transcript.write_text(proxy.transcript.format(last=None) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
