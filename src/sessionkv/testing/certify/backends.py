@@ -1,0 +1,143 @@
+"""Factories of sessionkv's own stores, ready for ``sessionkv certify`` and for the contract classes.
+
+``sessionkv certify sessionkv.testing.certify.backends:memory`` (virtual clock), ``...:fakeredis`` (real time, fakeredis
+in process), ``...:redis`` and ``...:redis_indexed`` (real time, a real redis-server: ``$SESSIONKV_REDIS_URL`` if set,
+else one :class:`~sessionkv.testing.servers.RedisServer` started on first use and stopped at exit). Every call returns
+a new store with its own key prefix, so stores never see each other's keys. Each factory declares what the suite needs
+to know: ``unavailable`` (a factory of a store whose backend cannot be reached, for G15) or ``unsupported``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import threading
+from typing import Any, Final
+
+from sessionkv.clock import Clock
+from sessionkv.memory import InMemorySessionKVStore
+from sessionkv.redis_store import RedisSessionKVStore
+
+__all__ = ["fakeredis", "memory", "redis", "redis_indexed", "redis_store_factory"]
+
+_PREFIXES = itertools.count()
+_SERVER_LOCK = threading.Lock()
+_SERVER: Any = None
+UNREACHABLE_TIMEOUT: Final = 1.0
+
+
+def _prefix() -> str:
+    return f"certify:{os.getpid()}:{next(_PREFIXES)}:"
+
+
+def memory(*, clock: Clock | None = None) -> InMemorySessionKVStore:
+    """A new in-memory store on ``clock`` (virtual time when the suite passes one)."""
+    return InMemorySessionKVStore(clock=clock)
+
+
+memory.unsupported = {"G15": "an in-process store has no backend that could become unreachable"}  # type: ignore[attr-defined]
+
+
+class _CleaningRedisStore(RedisSessionKVStore):
+    """A ``RedisSessionKVStore`` that, on its first close, unlinks the keys under its private prefix (leaves a shared
+    server clean) and closes a client it was lent. The store's behaviour before close is the real store's."""
+
+    _lent_client: Any = None
+    _cleaned = False
+
+    async def close(self) -> None:
+        if not self._cleaned:
+            self._cleaned = True
+            with contextlib.suppress(Exception):
+                client = self.client
+                pattern = self.key_prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+                batch = [key async for key in client.scan_iter(match=pattern, count=1000)]
+                for start in range(0, len(batch), 1000):
+                    await client.unlink(*batch[start : start + 1000])
+                await client.unlink(b"\xffsessionkv:lex\xff" + self.key_prefix.encode())
+                await client.unlink(b"\xffsessionkv:exp\xff" + self.key_prefix.encode())
+        await super().close()
+        if self._lent_client is not None:
+            lent, self._lent_client = self._lent_client, None
+            await lent.aclose()
+
+
+def fakeredis() -> RedisSessionKVStore:
+    """A ``RedisSessionKVStore`` over a private fakeredis server (real time: fakeredis reads ``time.time()``)."""
+    import fakeredis as fake
+
+    client = fake.FakeAsyncRedis(server=fake.FakeServer())
+    store = _CleaningRedisStore(client=client, key_prefix=_prefix())
+    store._lent_client = client
+    return store
+
+
+def _unreachable_fakeredis() -> RedisSessionKVStore:
+    import fakeredis as fake
+
+    server = fake.FakeServer()
+    server.connected = False  # fakeredis then fails every command with a ConnectionError
+    client = fake.FakeAsyncRedis(server=server)
+    store = _CleaningRedisStore(client=client, key_prefix=_prefix(), operation_timeout=UNREACHABLE_TIMEOUT)
+    store._cleaned = True
+    store._lent_client = client
+    return store
+
+
+fakeredis.unavailable = _unreachable_fakeredis  # type: ignore[attr-defined]
+
+
+def _server_url() -> str:
+    url = os.environ.get("SESSIONKV_REDIS_URL")
+    if url:
+        return url
+    global _SERVER
+    with _SERVER_LOCK:
+        if _SERVER is None:
+            from sessionkv.testing.servers import RedisServer
+
+            _SERVER = RedisServer().start()  # stopped by RedisServer's own atexit hook
+        return str(_SERVER.url)
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"  # nothing listens there once the socket is closed
+
+
+def redis_store_factory(url: str, *, indexed: bool = False) -> Any:
+    """A factory of ``RedisSessionKVStore(url=url, indexed=indexed)`` with a fresh key prefix per store."""
+
+    def make() -> RedisSessionKVStore:
+        return _CleaningRedisStore(url=url, key_prefix=_prefix(), indexed=indexed)
+
+    def unreachable() -> RedisSessionKVStore:
+        store = _CleaningRedisStore(
+            url=_closed_port_url(), key_prefix=_prefix(), indexed=indexed, operation_timeout=UNREACHABLE_TIMEOUT
+        )
+        store._cleaned = True
+        return store
+
+    make.unavailable = unreachable  # type: ignore[attr-defined]
+    make.__qualname__ = f"redis_store_factory({url!r}, indexed={indexed})"
+    return make
+
+
+def redis() -> RedisSessionKVStore:
+    """A SCAN-mode ``RedisSessionKVStore`` on a real redis-server."""
+    store: RedisSessionKVStore = redis_store_factory(_server_url())()
+    return store
+
+
+def redis_indexed() -> RedisSessionKVStore:
+    """An indexed-mode ``RedisSessionKVStore`` on a real redis-server."""
+    store: RedisSessionKVStore = redis_store_factory(_server_url(), indexed=True)()
+    return store
+
+
+redis.unavailable = redis_store_factory("redis://127.0.0.1:1/0").unavailable  # type: ignore[attr-defined]
+redis_indexed.unavailable = redis_store_factory("redis://127.0.0.1:1/0", indexed=True).unavailable  # type: ignore[attr-defined]

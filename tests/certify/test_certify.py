@@ -1,0 +1,223 @@
+"""The certification runner, report and CLI, and the gallery of broken stores it must reject."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+from certify_gallery import GALLERY
+
+from sessionkv import InMemorySessionKVStore
+from sessionkv.testing.certify import backends, certify, prepare_backend
+from sessionkv.testing.certify.catalogue import MODEL_ID
+from sessionkv.testing.certify.cli import main
+from sessionkv.testing.certify.runner import Report
+
+
+async def _certify(factory: object, **kwargs: object) -> Report:
+    backend = await prepare_backend(factory)  # type: ignore[arg-type]
+    return await certify(backend, **kwargs)  # type: ignore[arg-type]
+
+
+def _run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+# -- the gallery: every broken store is rejected, by the guarantee it breaks ------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("name", sorted(GALLERY))
+async def test_gallery_store_fails_exactly_the_guarantee_it_breaks(name: str) -> None:
+    cls, guarantee = GALLERY[name]
+    report = await _certify(cls, only=lambda check: check.guarantee != MODEL_ID)
+    assert report.status_of(guarantee) == "FAIL", f"{name} should fail {guarantee}"
+    assert report.exit_code == 1
+    failing = [c for c in report.failed if c.guarantee == guarantee]
+    assert all(c.reproduction for c in failing), "every failure comes with the calls that reproduce it"
+    assert report.status_of("G01") == "PASS", "the rest of the store still works"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("name", "culprit"),
+    [
+        ("OnlyIfExistsResurrects", "only_if_exists=True"),
+        ("GlobPrefix", "keys("),
+        ("OffByOneBoundary", "advance("),
+        ("MgetDropsRepeatedKeys", "mget("),
+        ("AcceptsNan", "nan"),
+    ],
+)
+async def test_the_model_based_test_alone_catches_and_shrinks(name: str, culprit: str) -> None:
+    report = await _certify(GALLERY[name][0], only=lambda check: check.guarantee == MODEL_ID, seed=0)
+    assert report.status_of(MODEL_ID) == "FAIL"
+    [failure] = report.failed
+    assert failure.shrunk
+    assert 1 <= len(failure.reproduction) <= 5, failure.reproduction
+    assert culprit in "\n".join(failure.reproduction)
+    assert "--seed 0" in failure.message
+
+
+@pytest.mark.asyncio
+async def test_same_seed_same_minimal_program() -> None:
+    first = await _certify(GALLERY["OffByOneBoundary"][0], only=lambda c: c.guarantee == MODEL_ID, seed=7)
+    second = await _certify(GALLERY["OffByOneBoundary"][0], only=lambda c: c.guarantee == MODEL_ID, seed=7)
+    assert first.failed[0].reproduction == second.failed[0].reproduction
+    assert first.failed[0].message == second.failed[0].message
+
+
+@pytest.mark.asyncio
+async def test_a_recorded_failure_is_shrunk_to_the_calls_that_matter() -> None:
+    report = await _certify(GALLERY["ExpireResurrects"][0], only=lambda c: c.name.startswith("G09_expire_never"))
+    [failure] = report.failed
+    assert failure.shrunk
+    assert failure.reproduction == [
+        "1. set('k', b'v', 2.5)  ->  None",
+        "2. advance(2.5)",
+        "3. expire('k', ttl=3600.0)  ->  None",
+        "4. get('k')  ->  b'v'   <-- expected None, got b'v'",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_our_fakeredis_store_passes_in_real_time_with_the_declared_tolerance() -> None:
+    report = await _certify(backends.fakeredis, only=lambda c: c.guarantee in ("G05", "G06"))
+    assert report.exit_code == 0, [c.message for c in report.failed]
+    assert not report.mode.virtual
+    assert report.mode.tolerance_ns == 1_000_000
+    assert "real time" in report.mode.describe()
+
+
+@pytest.mark.asyncio
+async def test_a_factory_with_a_clock_can_still_be_run_in_real_time() -> None:
+    report = await _certify(InMemorySessionKVStore, real_time=True, only=lambda c: c.name.startswith("G06_exact"))
+    assert report.exit_code == 0
+    assert not report.mode.virtual
+    assert report.mode.tolerance_ns == 1  # the in-memory store declares nanosecond granularity
+
+
+@pytest.mark.asyncio
+async def test_an_async_factory_is_awaited() -> None:
+    async def factory() -> InMemorySessionKVStore:
+        return InMemorySessionKVStore()
+
+    report = await _certify(factory, only=lambda c: c.guarantee == "G02")
+    assert report.exit_code == 0
+    assert not report.mode.virtual  # no clock keyword: real time
+
+
+# -- the CLI ----------------------------------------------------------------------------------------------------------
+
+
+def test_cli_certifies_the_memory_store_and_writes_json(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    status, out, _ = _run_cli("sessionkv.testing.certify.backends:memory", "--json", str(path), "--seed", "3")
+    assert status == 0, out
+    assert "virtual clock" in out
+    assert "all " in out
+    assert "checks passed" in out
+    data = json.loads(path.read_text())
+    assert data["passed"] is True
+    assert data["exit_status"] == 0
+    assert data["seed"] == 3
+    rows = {row["id"]: row for row in data["guarantees"]}
+    assert set(rows) == {f"G{i:02d}" for i in range(1, 17)} | {MODEL_ID}
+    assert rows["G15"]["status"] == "SKIPPED"
+    assert "in-process store" in rows["G15"]["reason"]
+    assert all(rows[g]["status"] == "PASS" for g in rows if g != "G15")
+
+
+def test_cli_reports_a_failure_with_its_reproduction_and_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    status, out, _ = _run_cli("certify_gallery:GlobPrefix", "--json", str(path))
+    assert status == 1
+    assert "FAIL G10_keys_prefix_is_literal_not_a_glob" in out
+    assert "smallest reproducing sequence" in out
+    row = next(r for r in json.loads(path.read_text())["guarantees"] if r["id"] == "G10")
+    assert row["status"] == "FAIL"
+    assert any(check["reproduction"] for check in row["checks"] if check["status"] == "FAIL")
+
+
+def test_cli_seed_level_checks_only_what_the_seed_states() -> None:
+    status, out, _ = _run_cli("certify_gallery:AcceptsNan", "--level", "seed", "--json", "-")
+    assert status == 0  # accepting nan breaks only the full contract (G14)
+    data = json.loads(out)
+    rows = {row["id"]: row for row in data["guarantees"]}
+    for guarantee in ("G03", "G12", "G13", "G14", "G15", "G16"):
+        assert rows[guarantee]["status"] == "SKIPPED"
+        assert "not stated by the seed reference" in rows[guarantee]["reason"]
+    assert rows["G05"]["status"] == "PASS"
+    assert _run_cli("certify_gallery:AcceptsNan", "--level", "full")[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_colon_here", "must look like package.module:callable"),
+        ("no_such_module_xyz:factory", "cannot import module 'no_such_module_xyz'"),
+        ("sessionkv.memory:NoSuchThing", "has no attribute 'NoSuchThing'"),
+        ("sessionkv.store:MAX_TTL", "not callable"),
+        ("certify_gallery:GALLERY.get", "raised TypeError"),
+        ("builtins:object", "lacks the store API"),
+    ],
+)
+def test_cli_usage_errors_exit_2_and_say_what_to_fix(target: str, message: str) -> None:
+    status, out, err = _run_cli(target)
+    assert status == 2
+    assert message in err
+    assert out == ""
+
+
+def test_cli_bad_option_exits_2() -> None:
+    assert _run_cli("sessionkv.memory:InMemorySessionKVStore", "--level", "medium")[0] == 2
+
+
+# -- the contract classes ---------------------------------------------------------------------------------------------
+
+
+def test_a_downstream_subclass_runs_the_same_checks_with_declared_skips(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import pytest
+            from sessionkv import InMemorySessionKVStore
+            from sessionkv.testing.certify.suite import SessionKVStoreContract
+
+            class Resurrecting(InMemorySessionKVStore):
+                async def expire(self, *keys, ttl):
+                    for key in keys:
+                        if key in self._entries:
+                            self._put(key, self._entries[key][0], self._now_ns() + round(ttl * 1e9))
+
+            class TestResurrecting(SessionKVStoreContract):
+                unsupported = {"G15": "in-process", "G13": "we only use ASCII keys"}
+
+                @pytest.fixture
+                def store_factory(self):
+                    return lambda *, clock=None: Resurrecting(clock=clock)
+            """
+        )
+    )
+    result = pytester.runpytest("-q", "-rs", "-k", "G09 or G13 or G15", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, failed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*test_G09_expire_never_resurrects_an_expired_key*", "*we only use ASCII keys*"])
+
+
+@pytest.mark.skipif(
+    not os.environ.get("VISION_AGENTS_WHEEL"),
+    reason="set VISION_AGENTS_WHEEL to a vision-agents wheel (docs/certify.md)",
+)
+def test_vision_agents_in_memory_store_passes_seed_and_fails_full_where_documented(tmp_path: Path) -> None:
+    assert _run_cli("vision_agents_stores:in_memory", "--level", "seed")[0] == 0
+    path = tmp_path / "va.json"
+    assert _run_cli("vision_agents_stores:in_memory", "--json", str(path))[0] == 1
+    rows = {row["id"]: row["status"] for row in json.loads(path.read_text())["guarantees"]}
+    assert {g for g, status in rows.items() if status == "FAIL"} == {"G03", "G14", MODEL_ID}
