@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 __all__ = [
+    "sessionkv_clock",
     "sessionkv_custom_store",
     "sessionkv_fakeredis_store",
     "sessionkv_memory_store",
@@ -14,6 +15,7 @@ __all__ = [
     "sessionkv_redis_store",
     "sessionkv_registry_factory",
     "sessionkv_store",
+    "sessionkv_virtual_store",
 ]
 
 
@@ -30,4 +32,6 @@ sessionkv_redis_store = _needs_testing_extra("sessionkv_redis_store")
 sessionkv_fakeredis_store = _needs_testing_extra("sessionkv_fakeredis_store")
 sessionkv_store = _needs_testing_extra("sessionkv_store")
 sessionkv_custom_store = _needs_testing_extra("sessionkv_custom_store")
+sessionkv_clock = _needs_testing_extra("sessionkv_clock")
+sessionkv_virtual_store = _needs_testing_extra("sessionkv_virtual_store")
 sessionkv_registry_factory = _needs_testing_extra("sessionkv_registry_factory")

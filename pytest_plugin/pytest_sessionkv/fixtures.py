@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from pytest_sessionkv.redis import RedisHandle, clear_namespace
 from sessionkv import InMemorySessionKVStore, RedisSessionKVStore, SessionKVStore, SessionRegistry
+from sessionkv.testing.virtual_time import VirtualClock, virtual_fakeredis_store
 
 __all__ = [
     "sessionkv_custom_store",
@@ -28,6 +29,7 @@ StoreFactory = Callable[[], Any]
 _HAS_FAKEREDIS = importlib.util.find_spec("fakeredis") is not None
 _BACKEND_FIXTURES = {
     "memory": "sessionkv_memory_store",
+    "virtual": "sessionkv_virtual_store",
     "fakeredis": "sessionkv_fakeredis_store",
     "redis": "sessionkv_redis_store",
     "custom": "sessionkv_custom_store",
@@ -65,18 +67,26 @@ async def sessionkv_redis_store(
 
 
 @pytest_asyncio.fixture
-async def sessionkv_fakeredis_store(sessionkv_namespace: str) -> AsyncIterator[RedisSessionKVStore]:
-    """A started ``RedisSessionKVStore`` over a private fakeredis server (nothing shared between tests)."""
+async def sessionkv_fakeredis_store(
+    sessionkv_namespace: str, sessionkv_clock: VirtualClock
+) -> AsyncIterator[RedisSessionKVStore]:
+    """A started ``RedisSessionKVStore`` over a private fakeredis server (nothing shared between tests). In a
+    ``sessionkv_virtual_time`` test its keys expire on ``sessionkv_clock``; elsewhere in real time."""
     if not _HAS_FAKEREDIS:
         pytest.skip(f"sessionkv_fakeredis_store needs fakeredis: {TESTING_EXTRA_HINT}")
     import fakeredis
 
-    client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+    if sessionkv_clock.wall_clock_patched:
+        store = virtual_fakeredis_store(sessionkv_clock, key_prefix=sessionkv_namespace)
+    else:
+        store = RedisSessionKVStore(
+            client=fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer()), key_prefix=sessionkv_namespace
+        )
     try:
-        async with RedisSessionKVStore(client=client, key_prefix=sessionkv_namespace) as store:
+        async with store:
             yield store
     finally:
-        await client.aclose()
+        await store.client.aclose()
 
 
 @pytest_asyncio.fixture
@@ -94,8 +104,8 @@ async def sessionkv_custom_store(sessionkv_custom_store_factory: StoreFactory | 
 
 @pytest.fixture
 def sessionkv_store(request: pytest.FixtureRequest) -> Any:
-    """A started, empty store on each selected backend (test ids ``[memory]``, ``[fakeredis]``, ``[redis]``,
-    ``[custom]``), closed after the test. Select backends with ``--sessionkv-backends`` or the
+    """A started, empty store on each selected backend (test ids ``[memory]``, ``[virtual]``, ``[fakeredis]``,
+    ``[redis]``, ``[custom]``), closed after the test. Select backends with ``--sessionkv-backends`` or the
     ``sessionkv_backends`` marker.
 
     A plain fixture on purpose: it only picks the backend's own async fixture, which pytest-asyncio then runs on the

@@ -23,7 +23,7 @@ from pytest_sessionkv.redis import RedisHandle, start_redis
 __all__ = ["sessionkv_custom_store_factory", "sessionkv_namespace", "sessionkv_redis_server"]
 
 TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
-ALL_BACKENDS = ("memory", "fakeredis", "redis", "custom")
+ALL_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom")
 StoreFactory = Callable[[], Any]
 """Returns a fresh, not yet started object with the SessionKVStore API (sync callable)."""
 
@@ -31,7 +31,11 @@ _HAS_PYTEST_ASYNCIO = importlib.util.find_spec("pytest_asyncio") is not None
 _HAS_FAKEREDIS = importlib.util.find_spec("fakeredis") is not None
 
 # The async fixtures need pytest-asyncio; without it the same fixture names skip and name the extra to install.
-pytest_plugins = ["pytest_sessionkv.fixtures" if _HAS_PYTEST_ASYNCIO else "pytest_sessionkv.fallback"]
+pytest_plugins = (
+    ["pytest_sessionkv.fixtures", "pytest_sessionkv.virtual_time"]
+    if _HAS_PYTEST_ASYNCIO
+    else ["pytest_sessionkv.fallback"]
+)
 
 
 # -- options and markers -------------------------------------------------------------------------------------------
@@ -83,10 +87,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _default_backends(metafunc: pytest.Metafunc) -> list[str]:
-    """Every backend that can run here: fakeredis only when installed, ``custom`` only when a conftest overrides
-    ``sessionkv_custom_store_factory``. ``redis`` is always listed: it skips (or fails) at setup when no server can be
-    had, so the reason shows in the report."""
-    names = ["memory"]
+    """Every backend that can run here: memory and virtual (in-process) always, fakeredis only when installed,
+    ``custom`` only when a conftest overrides ``sessionkv_custom_store_factory``. ``redis`` is always listed: it skips
+    (or fails) at setup when no server can be had, so the reason shows in the report."""
+    names = ["memory", "virtual"]
     if _HAS_FAKEREDIS:
         names.append("fakeredis")
     names.append("redis")

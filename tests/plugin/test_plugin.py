@@ -60,6 +60,19 @@ async def test_fakeredis(sessionkv_fakeredis_store):
 
 
 @MARK
+@pytest.mark.sessionkv_virtual_time
+async def test_fakeredis_expires_on_virtual_time(sessionkv_fakeredis_store):
+    import time
+    before = time.time()
+    await sessionkv_fakeredis_store.set("k", b"v", 3600)
+    await asyncio.sleep(3599.9)
+    assert await sessionkv_fakeredis_store.get("k") == b"v"
+    await asyncio.sleep(0.2)
+    assert await sessionkv_fakeredis_store.get("k") is None
+    assert 3600 <= time.time() - before < 3601
+
+
+@MARK
 async def test_registries_share_the_test_store(sessionkv_registry_factory):
     first, second = sessionkv_registry_factory(), sessionkv_registry_factory()
     assert first.node_id != second.node_id
@@ -70,8 +83,9 @@ async def test_registries_share_the_test_store(sessionkv_registry_factory):
 
 STRICT = DOWNSTREAM_TESTS.format(mark="pytest.mark.asyncio")
 AUTO = DOWNSTREAM_TESTS.format(mark="lambda f: f")
-BACKENDS = ("memory", "fakeredis", "redis")
-EXPECTED_PASSED = 3 + 1 + 1 + 1 + 1 + 3
+BACKENDS = ("memory", "virtual", "fakeredis", "redis")
+# store_starts x4 backends, marker 1, memory 1, redis 1, fakeredis 1, fakeredis on virtual time 1, registries x4
+EXPECTED_PASSED = 4 + 1 + 1 + 1 + 1 + 1 + 4
 
 
 @pytest.fixture
@@ -196,7 +210,7 @@ def test_external_redis_url_is_used_and_left_clean(
     with RedisServer() as external:
         pytester.makepyfile(test_downstream=STRICT)
         result = run(pytester, f"--sessionkv-redis-url={external.url}", "-k", "redis or store_starts or registries")
-        result.assert_outcomes(passed=3 + 1 + 1 + 3)  # "redis" also selects test_fakeredis
+        result.assert_outcomes(passed=4 + 1 + 1 + 1 + 4)  # "redis" also selects both fakeredis tests
         assert servers_using(private_tmp) == []  # it started no server of its own
         with redis.Redis.from_url(external.url) as client:
             assert client.dbsize() == 0  # every test's namespace was deleted

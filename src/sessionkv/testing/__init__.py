@@ -1,8 +1,75 @@
 """Everything a test or a simulation needs, usable without pytest.
 
-Nothing in :mod:`sessionkv` imports this package: stores never depend on testing code.
+Nothing in :mod:`sessionkv` imports this package: stores never depend on testing code. Real servers and virtual time
+load with the core install; the fault proxy (which parses RESP with hiredis) and certification (which uses hypothesis)
+are imported on first use and need the ``testing`` extra.
 """
 
-from sessionkv.testing.servers import RedisServer, RedisServerError, RedisServerNotFoundError, find_redis_server
+from __future__ import annotations
 
-__all__ = ["RedisServer", "RedisServerError", "RedisServerNotFoundError", "find_redis_server"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sessionkv.testing.servers import RedisServer, RedisServerError, RedisServerNotFoundError, find_redis_server
+from sessionkv.testing.virtual_time import (
+    DEFAULT_EPOCH,
+    DeadlockError,
+    EndOfTimeError,
+    RealIOError,
+    VirtualClock,
+    VirtualClockSessionKVStore,
+    VirtualTimeError,
+    VirtualTimeLoop,
+    run,
+    virtual_fakeredis_store,
+)
+
+if TYPE_CHECKING:
+    from sessionkv.testing.certify import Report, TargetError, certify
+    from sessionkv.testing.certify.suite import SessionKVStoreContract
+    from sessionkv.testing.faults import FAULTS, FaultHandle, RedisFaultProxy, Transcript, parse_fault_spec
+
+_LAZY = {
+    "RedisFaultProxy": "sessionkv.testing.faults",
+    "FaultHandle": "sessionkv.testing.faults",
+    "FAULTS": "sessionkv.testing.faults",
+    "Transcript": "sessionkv.testing.faults",
+    "parse_fault_spec": "sessionkv.testing.faults",
+    "certify": "sessionkv.testing.certify",
+    "Report": "sessionkv.testing.certify",
+    "TargetError": "sessionkv.testing.certify",
+    "SessionKVStoreContract": "sessionkv.testing.certify.suite",
+}
+
+__all__ = [
+    "DEFAULT_EPOCH",
+    "FAULTS",
+    "DeadlockError",
+    "EndOfTimeError",
+    "FaultHandle",
+    "RealIOError",
+    "RedisFaultProxy",
+    "RedisServer",
+    "RedisServerError",
+    "RedisServerNotFoundError",
+    "Report",
+    "SessionKVStoreContract",
+    "TargetError",
+    "Transcript",
+    "VirtualClock",
+    "VirtualClockSessionKVStore",
+    "VirtualTimeError",
+    "VirtualTimeLoop",
+    "certify",
+    "find_redis_server",
+    "parse_fault_spec",
+    "run",
+    "virtual_fakeredis_store",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sessionkv.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
