@@ -11,7 +11,9 @@ __all__ = [
     "sessionkv_custom_store",
     "sessionkv_fakeredis_store",
     "sessionkv_memory_store",
+    "sessionkv_proxied_redis_store",
     "sessionkv_redis_client",
+    "sessionkv_redis_proxy",
     "sessionkv_redis_store",
     "sessionkv_registry_factory",
     "sessionkv_store",
@@ -33,5 +35,7 @@ sessionkv_fakeredis_store = _needs_testing_extra("sessionkv_fakeredis_store")
 sessionkv_store = _needs_testing_extra("sessionkv_store")
 sessionkv_custom_store = _needs_testing_extra("sessionkv_custom_store")
 sessionkv_clock = _needs_testing_extra("sessionkv_clock")
+sessionkv_redis_proxy = _needs_testing_extra("sessionkv_redis_proxy")
+sessionkv_proxied_redis_store = _needs_testing_extra("sessionkv_proxied_redis_store")
 sessionkv_virtual_store = _needs_testing_extra("sessionkv_virtual_store")
 sessionkv_registry_factory = _needs_testing_extra("sessionkv_registry_factory")

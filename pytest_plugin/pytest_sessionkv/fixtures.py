@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -14,11 +14,16 @@ from pytest_sessionkv.redis import RedisHandle, clear_namespace
 from sessionkv import InMemorySessionKVStore, RedisSessionKVStore, SessionKVStore, SessionRegistry
 from sessionkv.testing.virtual_time import VirtualClock, virtual_fakeredis_store
 
+if TYPE_CHECKING:
+    from sessionkv.testing.faults import RedisFaultProxy
+
 __all__ = [
     "sessionkv_custom_store",
     "sessionkv_fakeredis_store",
     "sessionkv_memory_store",
+    "sessionkv_proxied_redis_store",
     "sessionkv_redis_client",
+    "sessionkv_redis_proxy",
     "sessionkv_redis_store",
     "sessionkv_registry_factory",
     "sessionkv_store",
@@ -131,3 +136,33 @@ async def sessionkv_registry_factory(
     finally:
         for registry in made:
             await registry.stop()
+
+
+@pytest_asyncio.fixture
+async def sessionkv_redis_proxy(
+    request: pytest.FixtureRequest, sessionkv_redis_server: RedisHandle
+) -> AsyncIterator[RedisFaultProxy]:
+    """A fresh :class:`~sessionkv.testing.faults.RedisFaultProxy` (seed 0, no faults) in front of the session's
+    redis-server, stopped after the test; its transcript is attached to the test's report. Add faults with
+    ``proxy.add(...)`` or ``proxy.add(parse_fault_spec("latency:latency_ms=50"))``."""
+    from sessionkv.testing.faults import RedisFaultProxy
+
+    async with RedisFaultProxy(sessionkv_redis_server.host, sessionkv_redis_server.port, seed=0) as proxy:
+        try:
+            yield proxy
+        finally:
+            request.node.add_report_section("teardown", "sessionkv proxy transcript", proxy.transcript.format())
+
+
+@pytest_asyncio.fixture
+async def sessionkv_proxied_redis_store(
+    sessionkv_redis_proxy: RedisFaultProxy, sessionkv_redis_client: aioredis.Redis, sessionkv_namespace: str
+) -> AsyncIterator[RedisSessionKVStore]:
+    """A started ``RedisSessionKVStore`` that talks to the real server through ``sessionkv_redis_proxy`` (it owns its
+    client; a 1 s operation deadline so faults surface quickly), under this test's private key prefix."""
+    store = RedisSessionKVStore(url=sessionkv_redis_proxy.url, key_prefix=sessionkv_namespace, operation_timeout=1.0)
+    try:
+        async with store:
+            yield store
+    finally:
+        await clear_namespace(sessionkv_redis_client, sessionkv_namespace)

@@ -101,6 +101,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sessionkv._glob import glob_escape
 from sessionkv.errors import CorruptRecordError, StoreUnavailableError
 from sessionkv.store import (
     SessionKVStore,
@@ -125,7 +126,6 @@ DEFAULT_SCAN_COUNT: Final = 2000
 _RETRY_BACKOFF_S: Final = 0.01
 _LEX_INDEX_HEAD: Final = b"\xffsessionkv:lex\xff"
 _EXP_INDEX_HEAD: Final = b"\xffsessionkv:exp\xff"
-_GLOB_SPECIAL: Final = re.compile(r"([*?\[\]\\])")
 # Server replies that mean "the server cannot serve this right now", as opposed to a bad request.
 _UNAVAILABLE_REPLIES: Final = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
 _TRANSIENT_REPLIES: Final = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
@@ -261,11 +261,6 @@ def redact_url(url: str) -> str:
             return head + "?***"
         redacted = head + "?" + "&".join(f"{k}={'***' if 'pass' in k.lower() else v}" for k, v in pairs)
     return redacted
-
-
-def _glob_escape(text: str) -> str:
-    """Escape the characters that Redis glob patterns treat specially, so they match only themselves."""
-    return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
 def _check_number(name: str, value: object, *, minimum: float, integer: bool = False, above: bool = False) -> float:
@@ -546,7 +541,7 @@ class RedisSessionKVStore(SessionKVStore):
     # -- keys() ----------------------------------------------------------------------------------------------------
 
     async def _keys_scan(self, prefix: str) -> list[str]:
-        pattern = (_glob_escape(self.key_prefix) + _glob_escape(prefix) + "*").encode()
+        pattern = (glob_escape(self.key_prefix) + glob_escape(prefix) + "*").encode()
         strip = len(self._prefix_bytes)
         client = self._client
         count = self.scan_count

@@ -73,6 +73,19 @@ async def test_fakeredis_expires_on_virtual_time(sessionkv_fakeredis_store):
 
 
 @MARK
+async def test_proxy_injects_a_fault(sessionkv_proxied_redis_store, sessionkv_redis_proxy):
+    from sessionkv import StoreUnavailableError
+    from sessionkv.testing.faults import parse_fault_spec
+
+    await sessionkv_proxied_redis_store.set("k", b"v", 30)
+    handle = sessionkv_redis_proxy.add(parse_fault_spec("error_reply:command=GET,error=loading"))
+    with pytest.raises(StoreUnavailableError):
+        await sessionkv_proxied_redis_store.get("k")
+    sessionkv_redis_proxy.remove(handle)
+    assert await sessionkv_proxied_redis_store.get("k") == b"v"
+
+
+@MARK
 async def test_registries_share_the_test_store(sessionkv_registry_factory):
     first, second = sessionkv_registry_factory(), sessionkv_registry_factory()
     assert first.node_id != second.node_id
@@ -85,7 +98,7 @@ STRICT = DOWNSTREAM_TESTS.format(mark="pytest.mark.asyncio")
 AUTO = DOWNSTREAM_TESTS.format(mark="lambda f: f")
 BACKENDS = ("memory", "virtual", "fakeredis", "redis")
 # store_starts x4 backends, marker 1, memory 1, redis 1, fakeredis 1, fakeredis on virtual time 1, registries x4
-EXPECTED_PASSED = 4 + 1 + 1 + 1 + 1 + 1 + 4
+EXPECTED_PASSED = 4 + 1 + 1 + 1 + 1 + 1 + 1 + 4  # ... and the proxy test
 
 
 @pytest.fixture
@@ -146,22 +159,21 @@ def test_every_fixture_in_auto_mode(pytester: pytest.Pytester, private_tmp: Path
 
 def test_under_xdist_each_worker_gets_its_own_server(pytester: pytest.Pytester, private_tmp: Path) -> None:
     pytester.makepyfile(test_downstream=STRICT)
-    pytester.makepyfile(
-        test_ports="""
+    pytester.makepyfile(test_ports="def test_port(sessionkv_redis_server):\n    pass\n")
+    pytester.makeconftest('''
 import os
 import pytest
 
-def test_port(sessionkv_redis_server):
-    with open(os.path.join(os.environ["TMPDIR"], "..", "ports.txt"), "a") as f:
-        f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {sessionkv_redis_server.port}\\n")
-
-@pytest.mark.parametrize("n", range(6))
-def test_more_ports(sessionkv_redis_server, n):
-    test_port(sessionkv_redis_server)
-"""
-    )
-    result = run(pytester, "-n", "2")
-    result.assert_outcomes(passed=EXPECTED_PASSED + 7)
+@pytest.fixture(autouse=True)
+def record_port(request):
+    if "sessionkv_redis_server" in request.fixturenames:
+        port = request.getfixturevalue("sessionkv_redis_server").port
+        with open(os.path.join(os.environ["TMPDIR"], "..", "ports.txt"), "a") as f:
+            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {port}\\n")
+''')
+    # --dist loadfile with two files: each worker gets one, so both need a server
+    result = run(pytester, "-n", "2", "--dist", "loadfile")
+    result.assert_outcomes(passed=EXPECTED_PASSED + 1)
     lines = (pytester.path / "ports.txt").read_text().split("\n")
     by_worker: dict[str, set[str]] = {}
     for line in filter(None, lines):
@@ -176,14 +188,14 @@ def test_more_ports(sessionkv_redis_server, n):
 def test_without_redis_server_redis_tests_skip_with_the_reason(pytester: pytest.Pytester, private_tmp: Path) -> None:
     pytester.makepyfile(test_downstream=STRICT)
     result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server", "-rs")
-    result.assert_outcomes(passed=EXPECTED_PASSED - 3, skipped=3)
+    result.assert_outcomes(passed=EXPECTED_PASSED - 4, skipped=4)
     result.stdout.fnmatch_lines(["*SKIPPED*no redis-server for sessionkv fixtures*--sessionkv-require-redis*"])
 
 
 def test_require_redis_turns_the_skip_into_a_failure(pytester: pytest.Pytester, private_tmp: Path) -> None:
     pytester.makepyfile(test_downstream=STRICT)
     result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server", "--sessionkv-require-redis")
-    result.assert_outcomes(passed=EXPECTED_PASSED - 3, errors=3)
+    result.assert_outcomes(passed=EXPECTED_PASSED - 4, errors=4)
     result.stdout.fnmatch_lines(["*--sessionkv-require-redis is set*"])
 
 
