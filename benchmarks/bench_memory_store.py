@@ -26,28 +26,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sessionkv import InMemorySessionKVStore
-
-
-class ManualClock:
-    """Both stores read this clock, so expiry is set up identically and no real time needs to pass."""
-
-    def __init__(self) -> None:
-        self.ns = 1 << 40
-
-    def now_ns(self) -> int:
-        return self.ns
-
-    def now(self) -> float:
-        return self.ns / 1e9
-
-    def time(self) -> float:
-        return self.ns / 1e9
+from sessionkv.testing import VirtualClock
 
 
 class NaiveStore:
     """The baseline: a dict of (value, deadline) with linear scans for keys() and the sweep."""
 
-    def __init__(self, clock: ManualClock) -> None:
+    def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
         self.data: dict[str, tuple[bytes, float]] = {}
 
@@ -118,7 +103,7 @@ async def fill(store: AnyStore, size: int) -> int:
     return normal
 
 
-def make(kind: str, clock: ManualClock) -> AnyStore:
+def make(kind: str, clock: VirtualClock) -> AnyStore:
     return InMemorySessionKVStore(clock=clock) if kind == "sessionkv" else NaiveStore(clock)
 
 
@@ -190,7 +175,7 @@ def workload(store: AnyStore, keys: list[str], new_keys: list[str], calls: list[
 async def bench_size(size: int, quick: bool, rounds: int) -> list[Row]:
     """Measure both stores at ``size`` keys, alternating between them ``rounds`` times and keeping each one's best
     figure, so that background load on the machine hurts both alike."""
-    clocks = {kind: ManualClock() for kind in ("sessionkv", "baseline")}
+    clocks = {kind: VirtualClock() for kind in ("sessionkv", "baseline")}
     stores = {kind: make(kind, clocks[kind]) for kind in clocks}
     normal = 0
     for store in stores.values():
@@ -214,7 +199,7 @@ async def bench_size(size: int, quick: bool, rounds: int) -> list[Row]:
                     best[kind][what] = max(best[kind].get(what, rate), rate)
             await store.delete(new_keys)
     for kind, store in stores.items():
-        clocks[kind].ns += 2 * 1_000_000_000  # the 1% written with ttl=1 s are now expired
+        await clocks[kind].advance(2.0)  # the 1% written with ttl=1 s are now expired
         gc.collect()
         started = time.perf_counter()
         removed = store.sweep()
@@ -235,9 +220,10 @@ async def memory_per_key(size: int) -> tuple[float, float]:
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        store = make(kind, ManualClock())
+        store = make(kind, VirtualClock())
         for start in range(0, size, 10_000):
             await store.mset([(k, VALUE, 3600.0) for k in keys[start : start + 10_000]])
+        await store.keys("~")  # steady state: new keys merged into the sorted index
         gc.collect()
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()

@@ -8,23 +8,7 @@ import pytest
 
 from sessionkv import InMemorySessionKVStore
 from sessionkv.memory import _BUCKET_SHIFT
-
-
-class ManualClock:
-    def __init__(self, start_ns: int = 1 << 40) -> None:
-        self.ns = start_ns
-
-    def now_ns(self) -> int:
-        return self.ns
-
-    def now(self) -> float:
-        return self.ns / 1e9
-
-    def time(self) -> float:
-        return self.ns / 1e9
-
-    def advance(self, seconds: float) -> None:
-        self.ns += round(seconds * 1e9)
+from sessionkv.testing import VirtualClock
 
 
 def stored(store: InMemorySessionKVStore) -> int:
@@ -60,10 +44,10 @@ def test_cleanup_interval_must_be_a_number(interval: object) -> None:
 
 @pytest.mark.asyncio
 async def test_sweep_reclaims_expired_keys_only() -> None:
-    clock = ManualClock()
+    clock = VirtualClock(start=1 << 10)
     store = InMemorySessionKVStore(clock=clock)
     await store.mset([(f"short/{i}", b"", 1.0) for i in range(100)] + [(f"long/{i}", b"", 100.0) for i in range(50)])
-    clock.advance(1.0)
+    await clock.advance(1.0)
     assert stored(store) == 150  # invisible but not yet reclaimed
     assert store.sweep() == 100
     assert stored(store) == 50
@@ -74,14 +58,14 @@ async def test_sweep_reclaims_expired_keys_only() -> None:
 
 @pytest.mark.asyncio
 async def test_sweep_within_the_current_bucket_is_exact() -> None:
-    clock = ManualClock(start_ns=10 << _BUCKET_SHIFT)  # at the start of a bucket, so both deadlines share one
+    clock = VirtualClock(start=(10 << _BUCKET_SHIFT) / 1e9)  # at the start of a bucket, so both deadlines share one
     store = InMemorySessionKVStore(clock=clock)
     await store.set("a", b"", 0.1)
     await store.set("b", b"", 0.2)
-    clock.advance(0.1)
+    await clock.advance(0.1)
     assert store.sweep() == 1
     assert await store.keys("") == ["b"]
-    clock.advance(0.1)
+    await clock.advance(0.1)
     assert store.sweep() == 1
     assert stored(store) == 0
     assert_consistent(store)
@@ -89,10 +73,10 @@ async def test_sweep_within_the_current_bucket_is_exact() -> None:
 
 @pytest.mark.asyncio
 async def test_sweep_honours_its_limit_and_resumes() -> None:
-    clock = ManualClock()
+    clock = VirtualClock(start=1 << 10)
     store = InMemorySessionKVStore(clock=clock)
     await store.mset([(f"k{i}", b"", float(1 + i % 5)) for i in range(1_000)])
-    clock.advance(10)
+    await clock.advance(10)
     removed = [store.sweep(limit=300) for _ in range(5)]
     assert removed == [300, 300, 300, 100, 0]
     assert_consistent(store)
@@ -100,14 +84,14 @@ async def test_sweep_honours_its_limit_and_resumes() -> None:
 
 @pytest.mark.asyncio
 async def test_rewriting_a_key_moves_it_between_buckets_without_leftovers() -> None:
-    clock = ManualClock()
+    clock = VirtualClock(start=1 << 10)
     store = InMemorySessionKVStore(clock=clock)
     for beat in range(1_000):
         await store.set("heartbeat", str(beat).encode(), 30.0)
-        clock.advance(5.0)
+        await clock.advance(5.0)
     assert bucket_members(store) == 1
     assert_consistent(store)
-    clock.advance(30.0)
+    await clock.advance(30.0)
     store.sweep()
     assert stored(store) == 0
     assert store._buckets == {}
@@ -116,10 +100,10 @@ async def test_rewriting_a_key_moves_it_between_buckets_without_leftovers() -> N
 
 @pytest.mark.asyncio
 async def test_lazy_reclamation_on_get() -> None:
-    clock = ManualClock()
+    clock = VirtualClock(start=1 << 10)
     store = InMemorySessionKVStore(clock=clock)
     await store.set("k", b"v", 1.0)
-    clock.advance(1.0)
+    await clock.advance(1.0)
     assert await store.get("k") is None
     assert stored(store) == 0
     assert_consistent(store)
@@ -127,13 +111,13 @@ async def test_lazy_reclamation_on_get() -> None:
 
 @pytest.mark.asyncio
 async def test_structures_stay_consistent_through_every_operation() -> None:
-    clock = ManualClock()
+    clock = VirtualClock(start=1 << 10)
     store = InMemorySessionKVStore(clock=clock)
     await store.mset([(f"k{i}", b"v", 1.0 + i) for i in range(20)])
     await store.expire(*[f"k{i}" for i in range(0, 20, 2)], ttl=50.0)
     await store.delete(["k1", "k3", "missing"])
     await store.set("k5", b"w", 3.0, only_if_exists=True)
-    clock.advance(10)
+    await clock.advance(10)
     assert await store.get("k4") == b"v"
     assert await store.get("k7") is None
     assert_consistent(store)

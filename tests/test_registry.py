@@ -12,11 +12,11 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from sessionkv.clock import NS_PER_SECOND
 from sessionkv.errors import CorruptRecordError
 from sessionkv.memory import InMemorySessionKVStore
 from sessionkv.redis_store import RedisSessionKVStore
 from sessionkv.registry import SessionInfo, SessionRegistry
+from sessionkv.testing import VirtualClock
 
 EPOCH = 1_700_000_000.5
 """Epoch seconds at the start of every fake clock: a float that JSON writes and reads back exactly."""
@@ -24,37 +24,19 @@ EPOCH = 1_700_000_000.5
 TTL = 30.0
 
 
-class FakeClock:
-    """A clock that moves only when the test says so: expiry is exact and instant."""
-
-    def __init__(self) -> None:
-        self.ns = 0
-
-    def now_ns(self) -> int:
-        return self.ns
-
-    def now(self) -> float:
-        return self.ns / NS_PER_SECOND
-
-    def time(self) -> float:
-        return EPOCH + self.ns / NS_PER_SECOND
-
-    def advance(self, seconds: float) -> None:
-        self.ns += round(seconds * NS_PER_SECOND)
+@pytest.fixture
+def clock() -> VirtualClock:
+    """Moves only when the test says so: expiry is exact and instant."""
+    return VirtualClock(epoch=EPOCH)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(clock: FakeClock) -> InMemorySessionKVStore:
+def store(clock: VirtualClock) -> InMemorySessionKVStore:
     return InMemorySessionKVStore(clock=clock)
 
 
 @pytest.fixture
-def registry(store: InMemorySessionKVStore, clock: FakeClock) -> SessionRegistry:
+def registry(store: InMemorySessionKVStore, clock: VirtualClock) -> SessionRegistry:
     return SessionRegistry(store, node_id="node-a", ttl=TTL, clock=clock)
 
 
@@ -94,7 +76,7 @@ def test_given_store_and_options_are_kept(store: InMemorySessionKVStore) -> None
     assert isinstance(registry.ttl, float)
 
 
-def test_default_store_runs_on_the_registry_clock(clock: FakeClock) -> None:
+def test_default_store_runs_on_the_registry_clock(clock: VirtualClock) -> None:
     registry = SessionRegistry(clock=clock)
     assert isinstance(registry.store, InMemorySessionKVStore)
     assert registry.store.clock is clock
@@ -103,7 +85,7 @@ def test_default_store_runs_on_the_registry_clock(clock: FakeClock) -> None:
 class RecordingStore(InMemorySessionKVStore):
     """Counts lifecycle calls."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: VirtualClock) -> None:
         super().__init__(clock=clock)
         self.starts = 0
         self.closes = 0
@@ -116,7 +98,7 @@ class RecordingStore(InMemorySessionKVStore):
 
 
 @pytest.mark.asyncio
-async def test_start_and_stop_leave_a_caller_owned_store_alone(clock: FakeClock) -> None:
+async def test_start_and_stop_leave_a_caller_owned_store_alone(clock: VirtualClock) -> None:
     store = RecordingStore(clock)
     registry = SessionRegistry(store, clock=clock)
     await registry.start()
@@ -127,7 +109,9 @@ async def test_start_and_stop_leave_a_caller_owned_store_alone(clock: FakeClock)
 
 
 @pytest.mark.asyncio
-async def test_start_and_stop_drive_the_owned_default_store(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_start_and_stop_drive_the_owned_default_store(
+    clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     registry = SessionRegistry(clock=clock)
     calls: list[str] = []
 
@@ -169,8 +153,8 @@ async def test_async_with_stops_the_owned_store_when_the_body_raises() -> None:
 
 
 @pytest.mark.asyncio
-async def test_register_writes_a_fresh_record_readable_by_get(registry: SessionRegistry, clock: FakeClock) -> None:
-    clock.advance(2.25)
+async def test_register_writes_a_fresh_record_readable_by_get(registry: SessionRegistry, clock: VirtualClock) -> None:
+    await clock.advance(2.25)
     written = await registry.register("call-1", "sess-1")
     expected = SessionInfo(
         session_id="sess-1",
@@ -192,11 +176,11 @@ async def test_get_of_an_unknown_session_is_none(registry: SessionRegistry) -> N
 
 
 @pytest.mark.asyncio
-async def test_record_expires_exactly_ttl_after_register(registry: SessionRegistry, clock: FakeClock) -> None:
+async def test_record_expires_exactly_ttl_after_register(registry: SessionRegistry, clock: VirtualClock) -> None:
     await registry.register("c", "s")
-    clock.advance(TTL - 1e-9)
+    await clock.advance(TTL - 1e-9)
     assert await registry.get("c", "s") is not None
-    clock.advance(1e-9)
+    await clock.advance(1e-9)
     assert await registry.get("c", "s") is None
     assert await registry.get_for_call("c") == []
 
@@ -220,9 +204,11 @@ async def test_remove_deletes_the_record_and_the_close_flag(
 
 
 @pytest.mark.asyncio
-async def test_update_metrics_rewrites_metrics_timestamp_and_ttl(registry: SessionRegistry, clock: FakeClock) -> None:
+async def test_update_metrics_rewrites_metrics_timestamp_and_ttl(
+    registry: SessionRegistry, clock: VirtualClock
+) -> None:
     await registry.register("c", "s")
-    clock.advance(20)
+    await clock.advance(20)
     assert await registry.update_metrics("c", "s", {"latency_ms": 42.5, "frames": 7, "gpu": None}) is True
     info = await registry.get("c", "s")
     assert info is not None
@@ -231,9 +217,9 @@ async def test_update_metrics_rewrites_metrics_timestamp_and_ttl(registry: Sessi
     assert info.started_at == EPOCH
     assert info.metrics_updated_at == EPOCH + 20
     # The TTL restarted at the heartbeat: alive until 20 + TTL, not TTL.
-    clock.advance(TTL - 1e-9)
+    await clock.advance(TTL - 1e-9)
     assert await registry.get("c", "s") is not None
-    clock.advance(1e-9)
+    await clock.advance(1e-9)
     assert await registry.get("c", "s") is None
 
 
@@ -259,10 +245,10 @@ async def test_update_metrics_never_resurrects_a_removed_session(
 
 @pytest.mark.asyncio
 async def test_update_metrics_never_resurrects_an_expired_session(
-    registry: SessionRegistry, store: InMemorySessionKVStore, clock: FakeClock
+    registry: SessionRegistry, store: InMemorySessionKVStore, clock: VirtualClock
 ) -> None:
     await registry.register("c", "s")
-    clock.advance(TTL)
+    await clock.advance(TTL)
     assert await registry.update_metrics("c", "s", {"x": 1}) is False
     assert await store.get("sessions/c/s") is None
     assert await store.keys("") == []
@@ -278,7 +264,7 @@ class RemoveAfterReadStore(InMemorySessionKVStore):
 
 
 @pytest.mark.asyncio
-async def test_update_metrics_never_resurrects_a_session_removed_between_read_and_write(clock: FakeClock) -> None:
+async def test_update_metrics_never_resurrects_a_session_removed_between_read_and_write(clock: VirtualClock) -> None:
     store = RemoveAfterReadStore(clock=clock)
     registry = SessionRegistry(store, clock=clock)
     await registry.register("c", "s")
@@ -288,10 +274,10 @@ async def test_update_metrics_never_resurrects_a_session_removed_between_read_an
 
 @pytest.mark.asyncio
 async def test_update_metrics_keeps_started_at_node_id_and_unknown_fields_of_the_stored_record(
-    registry: SessionRegistry, store: InMemorySessionKVStore, clock: FakeClock
+    registry: SessionRegistry, store: InMemorySessionKVStore, clock: VirtualClock
 ) -> None:
     await store.set("sessions/c/s", record(call_id="c", session_id="s", future_field=[1, "x"]), TTL)
-    clock.advance(3)
+    await clock.advance(3)
     assert await registry.update_metrics("c", "s", {"m": 1.5}) is True
     raw = await store.get("sessions/c/s")
     assert raw is not None
@@ -347,16 +333,18 @@ async def test_update_metrics_rejects_non_json_metrics_before_writing(
 
 
 @pytest.mark.asyncio
-async def test_refresh_extends_live_records_and_never_resurrects(registry: SessionRegistry, clock: FakeClock) -> None:
+async def test_refresh_extends_live_records_and_never_resurrects(
+    registry: SessionRegistry, clock: VirtualClock
+) -> None:
     await registry.register("c", "alive")
     await registry.register("c", "dead")
     await registry.remove("c", "dead")
-    clock.advance(TTL - 1)
+    await clock.advance(TTL - 1)
     await registry.refresh({"alive": "c", "dead": "c"})
     await registry.refresh({})
-    clock.advance(TTL - 1)
+    await clock.advance(TTL - 1)
     assert [info.session_id for info in await registry.get_for_call("c")] == ["alive"]
-    clock.advance(1)
+    await clock.advance(1)
     assert await registry.get_for_call("c") == []
 
 
@@ -365,14 +353,14 @@ async def test_refresh_extends_live_records_and_never_resurrects(registry: Sessi
 
 @pytest.mark.asyncio
 async def test_close_request_round_trip(
-    registry: SessionRegistry, store: InMemorySessionKVStore, clock: FakeClock
+    registry: SessionRegistry, store: InMemorySessionKVStore, clock: VirtualClock
 ) -> None:
     await registry.register("c", "s")
     assert await registry.get_close_requests({"s": "c"}) == []
     await registry.request_close("c", "s")
     assert await store.get("close_requests/c/s") == b""
     assert await registry.get_close_requests({"s": "c"}) == ["s"]
-    clock.advance(TTL)  # the flag lives ttl seconds, like the record
+    await clock.advance(TTL)  # the flag lives ttl seconds, like the record
     assert await registry.get_close_requests({"s": "c"}) == []
 
 
@@ -390,9 +378,9 @@ async def test_get_close_requests_keeps_input_order_and_skips_unflagged(registry
 
 
 @pytest.mark.asyncio
-async def test_get_for_call_lists_the_call_sorted_by_session_id(registry: SessionRegistry, clock: FakeClock) -> None:
+async def test_get_for_call_lists_the_call_sorted_by_session_id(registry: SessionRegistry, clock: VirtualClock) -> None:
     await registry.register("call", "s2")
-    clock.advance(1)
+    await clock.advance(1)
     await registry.register("call", "s1")
     await registry.register("call", "s3")
     await registry.register("other-call", "s4")
@@ -405,7 +393,7 @@ async def test_get_for_call_lists_the_call_sorted_by_session_id(registry: Sessio
 class CountingStore(InMemorySessionKVStore):
     """Records the name of every store operation, and can remove a key right after ``keys()`` listed it."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: VirtualClock) -> None:
         super().__init__(clock=clock)
         self.calls: list[str] = []
         self.remove_after_listing: str | None = None
@@ -423,7 +411,7 @@ class CountingStore(InMemorySessionKVStore):
 
 
 @pytest.mark.asyncio
-async def test_get_for_call_is_one_keys_and_one_mget_and_skips_a_session_gone_in_between(clock: FakeClock) -> None:
+async def test_get_for_call_is_one_keys_and_one_mget_and_skips_a_session_gone_in_between(clock: VirtualClock) -> None:
     store = CountingStore(clock)
     registry = SessionRegistry(store, clock=clock)
     for session_id in ["s1", "s2", "s3"]:
@@ -439,7 +427,7 @@ async def test_get_for_call_is_one_keys_and_one_mget_and_skips_a_session_gone_in
 
 @pytest.mark.asyncio
 async def test_two_registries_sharing_a_store_see_each_others_sessions(
-    store: InMemorySessionKVStore, clock: FakeClock
+    store: InMemorySessionKVStore, clock: VirtualClock
 ) -> None:
     node_a = SessionRegistry(store, clock=clock)
     node_b = SessionRegistry(store, clock=clock)
@@ -534,10 +522,10 @@ async def test_register_writes_vision_agents_json_byte_for_byte(
 
 @pytest.mark.asyncio
 async def test_update_metrics_writes_vision_agents_json_byte_for_byte(
-    registry: SessionRegistry, store: InMemorySessionKVStore, clock: FakeClock
+    registry: SessionRegistry, store: InMemorySessionKVStore, clock: VirtualClock
 ) -> None:
     await registry.register("call-1", "sess-1")
-    clock.advance(1.25)
+    await clock.advance(1.25)
     await registry.update_metrics("call-1", "sess-1", {"latency_ms": 42.0, "frames": 3, "gpu": None})
     assert await store.get("sessions/call-1/sess-1") == (
         b'{"session_id": "sess-1", "call_id": "call-1", "node_id": "node-a", '
@@ -783,7 +771,7 @@ async def test_redis_registry_writes_vision_agents_keys_and_json(
     redis_registry: SessionRegistry, redis_client: aioredis.Redis
 ) -> None:
     # Timestamps from the fake clock (epoch EPOCH), expiry by the real Redis.
-    registry = SessionRegistry(redis_registry.store, node_id="node-a", ttl=TTL, clock=FakeClock())
+    registry = SessionRegistry(redis_registry.store, node_id="node-a", ttl=TTL, clock=VirtualClock(epoch=EPOCH))
     await registry.register("call-1", "sess-1")
     await registry.request_close("call-1", "sess-1")
     assert sorted(await redis_client.keys("*")) == [

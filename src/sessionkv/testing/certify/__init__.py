@@ -5,7 +5,7 @@ checks (:data:`~sessionkv.testing.certify.catalogue.CHECKS`). See ``docs/certify
 """
 
 from sessionkv.testing.certify.catalogue import CATALOGUE, CHECKS, Check, CheckSkipped, ContractViolation, checks_for
-from sessionkv.testing.certify.harness import Harness, ManualClock, TimeMode
+from sessionkv.testing.certify.harness import Harness, TimeMode
 from sessionkv.testing.certify.runner import Backend, Report, TargetError, certify, load_target, prepare_backend
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "CheckSkipped",
     "ContractViolation",
     "Harness",
-    "ManualClock",
     "Report",
     "TargetError",
     "TimeMode",

@@ -4,7 +4,7 @@ A check never reads or moves time itself: it asks its :class:`Harness`. Two kind
 
 * **virtual** (the factory accepts a ``clock`` keyword): the suite passes a clock it alone moves. Every expiry
   guarantee is checked on that clock exactly (to the nanosecond) and instantly. The clock is
-  :class:`sessionkv.testing.virtual_time.VirtualClock` when that module imports, else :class:`ManualClock`.
+  :class:`sessionkv.testing.virtual_time.VirtualClock`.
 * **real** (no ``clock`` keyword, or ``--real-time``): short real TTLs, and a tolerance of exactly the backend's
   declared ``expiry_granularity_ns`` (default 1 ms). "Gone" is checked at ``end of the write + ttl + granularity``
   or later; "alive" is checked only by reads that *finish* before ``start of the write + ttl``. Nothing else is
@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,12 +27,12 @@ from typing import Any, Final, Protocol, Self, runtime_checkable
 
 from sessionkv.clock import NS_PER_SECOND, Clock
 from sessionkv.testing.certify.model import Step, render_call, render_value, snapshot
+from sessionkv.testing.virtual_time import VirtualClock
 
 __all__ = [
     "STORE_METHODS",
     "Call",
     "Harness",
-    "ManualClock",
     "RecordingStore",
     "StoreFactory",
     "TimeMode",
@@ -61,45 +60,9 @@ class AdvancingClock(Clock, Protocol):
     async def advance(self, seconds: float) -> None: ...
 
 
-class ManualClock:
-    """A minimal clock that moves only through :meth:`advance` (used when ``VirtualClock`` is unavailable).
-
-    Integer nanoseconds, starting at 1000 s so that a backend subtracting small amounts never sees negative times.
-    """
-
-    __slots__ = ("_ns",)
-
-    EPOCH: Final = 1_767_225_600
-
-    def __init__(self, start_ns: int = 1_000 * NS_PER_SECOND) -> None:
-        self._ns = start_ns
-
-    def __repr__(self) -> str:
-        return f"ManualClock(now_ns={self._ns})"
-
-    def now_ns(self) -> int:
-        return self._ns
-
-    def now(self) -> float:
-        return self._ns / NS_PER_SECOND
-
-    def time(self) -> float:
-        return self.EPOCH + self._ns / NS_PER_SECOND
-
-    async def advance(self, seconds: float) -> None:
-        step = round(seconds * NS_PER_SECOND)
-        if step < 0 or not math.isfinite(seconds):
-            raise ValueError(f"cannot advance a clock by {seconds!r} s")
-        self._ns += step
-        await asyncio.sleep(0)  # let tasks woken by the store's own bookkeeping run, as a VirtualClock would
-
-
 def make_clock() -> AdvancingClock:
-    """A fresh clock for one store: ``VirtualClock`` if importable, else :class:`ManualClock`."""
-    try:
-        from sessionkv.testing.virtual_time import VirtualClock
-    except ImportError:  # pragma: no cover - the virtual-time module is optional for certification
-        return ManualClock()
+    """A fresh :class:`~sessionkv.testing.virtual_time.VirtualClock` for one store, started at 1000 s so that a backend
+    subtracting small amounts never sees negative times."""
     clock: AdvancingClock = VirtualClock(start=1_000.0)
     return clock
 
