@@ -160,7 +160,7 @@ def test_every_fixture_in_auto_mode(pytester: pytest.Pytester, private_tmp: Path
 def test_under_xdist_each_worker_gets_its_own_server(pytester: pytest.Pytester, private_tmp: Path) -> None:
     pytester.makepyfile(test_downstream=STRICT)
     pytester.makepyfile(test_ports="def test_port(sessionkv_redis_server):\n    pass\n")
-    pytester.makeconftest('''
+    pytester.makeconftest("""
 import os
 import pytest
 
@@ -170,7 +170,7 @@ def record_port(request):
         port = request.getfixturevalue("sessionkv_redis_server").port
         with open(os.path.join(os.environ["TMPDIR"], "..", "ports.txt"), "a") as f:
             f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')} {port}\\n")
-''')
+""")
     # --dist loadfile with two files: each worker gets one, so both need a server
     result = run(pytester, "-n", "2", "--dist", "loadfile")
     result.assert_outcomes(passed=EXPECTED_PASSED + 1)
