@@ -8,7 +8,9 @@ periodic sweep walking every key), which is how vision-agents' in-memory store w
 * the latency of one sweep when 1% of the keys have expired;
 * memory per key (tracemalloc, values shared so only the store's own structures and the keys count).
 
-Every figure comes with the ratio ours / baseline (for latencies: baseline / ours, so bigger is better for us).
+Every figure comes with the ratio ours / baseline (for latencies: baseline / ours, so bigger is better for us), and
+for the single-key operations also against ``naive+checks``: the baseline plus the argument validation every
+sessionkv store performs, which separates what validation costs from what sessionkv's data structures cost.
 
     python benchmarks/bench_memory_store.py            # 10k, 100k and 1M keys (~1 minute)
     python benchmarks/bench_memory_store.py --quick    # 10k and 100k keys, fewer repetitions (a few seconds)
@@ -26,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sessionkv import InMemorySessionKVStore
+from sessionkv.store import check_key, check_keys, check_ttl_ns, check_value
 from sessionkv.testing import VirtualClock
 
 
@@ -82,6 +85,20 @@ class NaiveStore:
         return len(expired)
 
 
+class CheckedNaiveStore(NaiveStore):
+    """The baseline plus the argument validation every sessionkv store performs: separates the cost of validation
+    from the cost of sessionkv's data structures."""
+
+    async def set(self, key: str, value: bytes, ttl: float, *, only_if_exists: bool = False) -> None:
+        await super().set(check_key(key), check_value(value), check_ttl_ns(ttl) / 1e9, only_if_exists=only_if_exists)
+
+    async def get(self, key: str) -> bytes | None:
+        return await super().get(check_key(key))
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await super().mget(check_keys(keys))
+
+
 AnyStore = InMemorySessionKVStore | NaiveStore
 VALUE = b'{"session_id": "s", "call_id": "c", "node_id": "n", "metrics": {}}'
 
@@ -104,7 +121,9 @@ async def fill(store: AnyStore, size: int) -> int:
 
 
 def make(kind: str, clock: VirtualClock) -> AnyStore:
-    return InMemorySessionKVStore(clock=clock) if kind == "sessionkv" else NaiveStore(clock)
+    if kind == "sessionkv":
+        return InMemorySessionKVStore(clock=clock)
+    return CheckedNaiveStore(clock) if kind == "checked" else NaiveStore(clock)
 
 
 Op = Callable[[int], Awaitable[object]]
@@ -133,11 +152,19 @@ class Row:
     unit: str
     ours: float
     baseline: float
+    checked: float | None
     higher_is_better: bool
 
+    def ratio(self, other: float) -> float:
+        return self.ours / other if self.higher_is_better else other / self.ours
+
     def render(self) -> str:
-        ratio = self.ours / self.baseline if self.higher_is_better else self.baseline / self.ours
-        return f"  {self.what:<34} {self.ours:>14,.3f} {self.baseline:>14,.3f} {self.unit:<8} {ratio:>9.2f}x"
+        checked = "-" if self.checked is None else f"{self.checked:,.3f}"
+        vs_checked = "-" if self.checked is None else f"{self.ratio(self.checked):.2f}x"
+        return (
+            f"  {self.what:<34} {self.ours:>14,.3f} {self.baseline:>14,.3f} {checked:>14} {self.unit:<6}"
+            f" {self.ratio(self.baseline):>8.2f}x {vs_checked:>9}"
+        )
 
 
 def workload(store: AnyStore, keys: list[str], new_keys: list[str], calls: list[str]) -> dict[str, Op]:
@@ -175,7 +202,7 @@ def workload(store: AnyStore, keys: list[str], new_keys: list[str], calls: list[
 async def bench_size(size: int, quick: bool, rounds: int) -> list[Row]:
     """Measure both stores at ``size`` keys, alternating between them ``rounds`` times and keeping each one's best
     figure, so that background load on the machine hurts both alike."""
-    clocks = {kind: VirtualClock() for kind in ("sessionkv", "baseline")}
+    clocks = {kind: VirtualClock() for kind in ("sessionkv", "baseline", "checked")}
     stores = {kind: make(kind, clocks[kind]) for kind in clocks}
     normal = 0
     for store in stores.values():
@@ -189,6 +216,8 @@ async def bench_size(size: int, quick: bool, rounds: int) -> list[Row]:
         for kind, store in stores.items():
             ops_of = workload(store, keys, new_keys, calls)
             for what, op in ops_of.items():
+                if kind == "checked" and what.startswith("keys("):
+                    continue  # same scan as the baseline: validation is not what it measures
                 if what.startswith("keys("):
                     slow = kind == "baseline" and size >= 1_000_000
                     latency = await median_latency(op, 10 if slow or quick else 100)
@@ -199,6 +228,8 @@ async def bench_size(size: int, quick: bool, rounds: int) -> list[Row]:
                     best[kind][what] = max(best[kind].get(what, rate), rate)
             await store.delete(new_keys)
     for kind, store in stores.items():
+        if kind == "checked":
+            continue
         await clocks[kind].advance(2.0)  # the 1% written with ttl=1 s are now expired
         gc.collect()
         started = time.perf_counter()
@@ -209,7 +240,17 @@ async def bench_size(size: int, quick: bool, rounds: int) -> list[Row]:
     for what, value in best["sessionkv"].items():
         latency = what.startswith(("keys(", "sweep"))
         scale = 1e3 if latency else 1.0
-        rows.append(Row(what, "ms" if latency else "ops/s", value * scale, best["baseline"][what] * scale, not latency))
+        checked = best["checked"].get(what)
+        rows.append(
+            Row(
+                what,
+                "ms" if latency else "ops/s",
+                value * scale,
+                best["baseline"][what] * scale,
+                None if checked is None else checked * scale,
+                not latency,
+            )
+        )
     return rows
 
 
@@ -233,8 +274,12 @@ async def memory_per_key(size: int) -> tuple[float, float]:
 
 
 async def main_async(sizes: list[int], quick: bool) -> None:
-    print("sessionkv InMemorySessionKVStore vs naive dict store (baseline), same run, same machine")
-    print(f"  {'':<34} {'sessionkv':>14} {'baseline':>14} {'unit':<8} {'ratio':>10}")
+    print("sessionkv InMemorySessionKVStore vs a naive dict store (baseline), same run, same machine;")
+    print("'naive+checks' is the baseline plus sessionkv's argument validation, to separate the two costs")
+    print(
+        f"  {'':<34} {'sessionkv':>14} {'baseline':>14} {'naive+checks':>14} {'unit':<6}"
+        f" {'vs base':>9} {'vs checks':>9}"
+    )
     for size in sizes:
         print(f"{size:,} keys")
         for row in await bench_size(size, quick, rounds=1 if quick else 3):
@@ -242,7 +287,10 @@ async def main_async(sizes: list[int], quick: bool) -> None:
     memory_size = min(max(sizes), 100_000)
     ours, baseline = await memory_per_key(memory_size)
     print(f"memory per key at {memory_size:,} keys (keys and shared value excluded):")
-    print(f"  {'bytes/key':<34} {ours:>14,.0f} {baseline:>14,.0f} {'bytes':<8} {ours / baseline:>9.2f}x (ours/base)")
+    print(
+        f"  {'bytes/key':<34} {ours:>14,.0f} {baseline:>14,.0f} {'':>14} {'bytes':<6}"
+        f" {ours / baseline:>8.2f}x (ours/base)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
