@@ -149,3 +149,20 @@ async def test_down_with_cut_existing_resets_open_connections(client: aioredis.R
     proxy.add(Down(cut_existing=True))
     with pytest.raises(redis.exceptions.ConnectionError):
         await client.ping()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("cut_existing", "applied"), [(False, 1), (True, 3)])
+async def test_down_counts_closing_the_listener_and_each_connection_it_cuts(
+    connect: ClientFactory, proxy: RedisFaultProxy, cut_existing: bool, applied: int
+) -> None:
+    clients = [connect(), connect()]
+    for client in clients:
+        await client.ping()
+    handle = proxy.add(Down(cut_existing=cut_existing))
+    assert handle.applied == applied
+    events = [(e.connection, e.detail) for e in proxy.transcript.events(kind="fault") if e.fault == "down"]
+    cut = [(0, "existing connection reset"), (1, "existing connection reset")] if cut_existing else []
+    assert events == [(-1, "listener closed: new connections refused"), *cut]
+    handle.remove()
+    assert handle.applied == applied  # listening again is not the fault acting

@@ -103,3 +103,24 @@ async def test_byte_fault_probability_picks_the_same_connections_for_the_same_se
     assert first == await _connections_slowed(redis_server, seed=5)
     assert first != await _connections_slowed(redis_server, seed=6)
     assert 0 < len(first) < 12
+
+
+@pytest.mark.asyncio
+async def test_slicer_and_bandwidth_count_and_record_once_per_connection_and_direction(
+    connect: ClientFactory, proxy: RedisFaultProxy
+) -> None:
+    first, second = connect(), connect()
+    await first.ping()
+    await second.ping()
+    slicer = proxy.add(Slicer(average_size_bytes=3, size_variation_bytes=1, direction="both", connection=0))
+    bandwidth = proxy.add(Bandwidth(1000, connection=1))
+    for _ in range(3):
+        assert await first.echo("sliced") == b"sliced"
+        assert await second.echo("slow") == b"slow"
+    assert (slicer.applied, bandwidth.applied) == (2, 1)  # slicer: both directions of #0; bandwidth: replies of #1
+    events = [(e.fault, e.connection, e.detail) for e in proxy.transcript.events(kind="fault")]
+    assert sorted(events) == [
+        ("bandwidth", 1, "downstream: limiting throughput to 1000 KB/s"),
+        ("slicer", 0, "downstream: slicing chunks into 3 ± 1 byte pieces, 0.0 µs apart"),
+        ("slicer", 0, "upstream: slicing chunks into 3 ± 1 byte pieces, 0.0 µs apart"),
+    ]

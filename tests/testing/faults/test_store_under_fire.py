@@ -188,7 +188,6 @@ class Family:
     operation_timeout: float = DEADLINE_S
     # reads whose retries die in the connection handshake (the fault hits HELLO): retries show as new connections
     read_reconnects: int | None = None
-    observable: bool = True  # the fault leaves a trace in the transcript (slicer does not)
 
 
 ALL_ATTEMPTS: Final = READ_RETRIES + 1
@@ -209,7 +208,6 @@ FAMILIES: Final = [
         applied=True,
         read_attempts=1,
         operation_timeout=10.0,
-        observable=False,
     ),
     Family("down", lambda op: [Down(cut_existing=True)]),
     Family("error_loading", lambda op: [ErrorReply(command=op.command, error="loading")], read_attempts=ALL_ATTEMPTS),
@@ -330,9 +328,8 @@ async def test_operation_under_fault(
         assert result.__cause__ is result.cause
         assert isinstance(result.cause, RedisError | OSError | TimeoutError), repr(result.cause)
         assert elapsed < DEADLINE_BOUND_S, f"took {elapsed:.2f} s with operation_timeout={DEADLINE_S}"
-    if family.observable:  # (handle.applied stays 0 for down: the transcript is the record of it)
-        acted = {event.fault for event in proxy.transcript.events(kind="fault")}
-        assert acted == {handle.fault.name for handle in handles}, f"the fault never acted:\n{transcript}"
+    acted = {event.fault for event in proxy.transcript.events(kind="fault")}  # every fault leaves a trace
+    assert acted == {handle.fault.name for handle in handles}, f"the fault never acted:\n{transcript}"
 
     if op.write:
         assert op.applied is not None
@@ -462,31 +459,18 @@ async def test_cancel_while_the_reply_is_held_leaves_the_store_usable(
     await _assert_works(op, store, redis_client)
 
 
-# -- known proxy infidelities (strict xfail: they turn into failures, i.e. reminders, once the proxy is fixed) -------
+# -- transactions: an injected error ends the server-side transaction, as a real server does -----------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="RedisFaultProxy: an error_reply on EXEC never reaches the server, so the server connection stays inside "
-    "MULTI and the next commands are answered +QUEUED. A real server (7.0.15) answers a rejected EXEC with "
-    "-EXECABORT and discards the transaction.",
-)
 @pytest.mark.asyncio
 async def test_error_reply_on_exec_leaves_the_store_usable(make_store: StoreFactory, proxy: RedisFaultProxy) -> None:
     store = await make_store(indexed=False)
     proxy.add(ErrorReply(command="EXEC", error="oom", times=1))
     with pytest.raises(StoreUnavailableError):
         await _mset(store)
-    assert await store.get("sentinel") == b"sentinel"  # gets b"QUEUED" today: the store returns a wrong value
+    assert await store.get("sentinel") == b"sentinel"  # not b"QUEUED": the connection left MULTI
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="RedisFaultProxy: an error_reply on one queued command inside MULTI does not abort the transaction, so "
-    "EXEC commits the other commands. A real server flags the transaction and EXEC answers -EXECABORT.",
-)
 @pytest.mark.asyncio
 async def test_error_reply_on_one_queued_set_leaves_no_partial_mset(
     make_store: StoreFactory, proxy: RedisFaultProxy, redis_client: aioredis.Redis
@@ -495,4 +479,4 @@ async def test_error_reply_on_one_queued_set_leaves_no_partial_mset(
     proxy.add(ErrorReply(command="SET", error="oom", nth=2))
     with pytest.raises(StoreUnavailableError):
         await _mset(store)
-    await _applied_mset(redis_client)  # the server holds m1 and m3 today
+    assert not await _applied_mset(redis_client)  # EXEC was aborted: none of m1, m2, m3

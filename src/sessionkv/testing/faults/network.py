@@ -66,6 +66,9 @@ class Bandwidth(ByteFault):
         if not data:
             await stream.send(data)
             return
+        if not stream.state.get("noted"):
+            stream.state["noted"] = 1
+            stream.note(f"limiting throughput to {self.rate_kbps} KB/s")
         bytes_per_s = self.rate_kbps * 1000.0
         slice_bytes = max(1, int(bytes_per_s / 10))
         for start in range(0, len(data), slice_bytes):
@@ -101,6 +104,12 @@ class Slicer(ByteFault):
         if not data:
             await stream.send(data)
             return
+        if not stream.state.get("noted"):
+            stream.state["noted"] = 1
+            variation = f" ± {self.size_variation_bytes}" if self.size_variation_bytes else ""
+            stream.note(
+                f"slicing chunks into {self.average_size_bytes}{variation} byte pieces, {self.delay_us} µs apart"
+            )
         start = 0
         while start < len(data):
             size = self.average_size_bytes

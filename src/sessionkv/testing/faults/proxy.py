@@ -35,7 +35,7 @@ from sessionkv.testing.faults.base import (
     Stream,
     Verdict,
 )
-from sessionkv.testing.faults.resp import RespError, encode_command, frame_end, parse_command
+from sessionkv.testing.faults.resp import RespError, encode_command, encode_error, frame_end, parse_command
 from sessionkv.testing.faults.transcript import MAX_RECORDED_BYTES, EventKind, Transcript, TranscriptEvent, clip
 
 __all__ = ["ConnectionInfo", "FaultHandle", "RedisFaultProxy"]
@@ -61,13 +61,19 @@ _UNPAIRED_COMMANDS: Final = frozenset(
 _FAKE_CURSOR_BASE: Final = 18_000_000_000_000_000_000
 _MAX_FAKE_CURSORS: Final = 10_000
 _LINGER_ZERO: Final = struct.pack("ii", 1, 0)
+# MULTI/EXEC bookkeeping (redis 7 semantics): the commands that open or end a transaction on the server.
+_TRANSACTION_COMMANDS: Final = frozenset({b"MULTI", b"EXEC", b"DISCARD", b"RESET"})
+_DISCARD: Final = encode_command([b"DISCARD"])
+_EXECABORT: Final = encode_error("EXECABORT Transaction discarded because of previous errors.")
+_EXEC_SENT_AS_DISCARD: Final = "EXEC sent upstream as DISCARD (transaction ended, the server's +OK swallowed)"
 
 
 class FaultHandle:
     """An installed fault, usable as a context manager that removes it on exit.
 
     ``applied``: how many times it acted (command faults: commands it acted on; byte faults: actions it recorded in
-    the transcript, e.g. once per connection and direction for ``latency``). ``matched``: how many commands its
+    the transcript, e.g. once per connection and direction for ``latency`` and ``slicer``; ``down``: once for closing
+    the listener, plus once per open connection it reset with ``cut_existing``). ``matched``: how many commands its
     targeting selected (command faults only)."""
 
     def __init__(self, proxy: RedisFaultProxy, ident: int, fault: Fault) -> None:
@@ -148,6 +154,8 @@ class _Pending:
     """The command's arguments as recorded (long ones clipped)."""
     verdict: Verdict | None = None
     synthetic: bytes | None = None
+    substitute: bytes | None = None
+    """The client's reply in place of the server's (a ``DISCARD`` the proxy sent instead of ``EXEC``)."""
 
 
 class _Stream(Stream):
@@ -384,6 +392,8 @@ class _Link:
         self.raw = not proxy.resp
         self.stop_pairing = False  # set by a command after which replies no longer pair one-to-one with commands
         self.unpaired = False  # replies are passed through unpaired (no reply faults) from now on
+        self.in_multi = False  # the server connection is inside MULTI (as far as the forwarded commands tell)
+        self.multi_dirty = False  # the proxy rejected a command of the open transaction: EXEC must abort it
         self.closed = False
         self.opened_ns = time.monotonic_ns()
         self.connect_task: asyncio.Task[None] | None = None
@@ -516,6 +526,14 @@ class _Link:
                 if upper == b"CLIENT" or upper == b"HELLO":
                     self._observe_name(args)
                 replacement = self._translate_scan_cursor(upper, args) if proxy._fake_cursors else None
+                if (self.in_multi or upper in _TRANSACTION_COMMANDS) and self._exec_as_discard(
+                    upper, recorded, verdict
+                ):
+                    if run < pos:
+                        out.append(data[run:pos])
+                    out.append(_DISCARD)
+                    pos = run = end
+                    continue
                 if verdict is None or verdict.forward:
                     if replacement is not None:
                         if run < pos:
@@ -552,6 +570,39 @@ class _Link:
         if out:
             to_server.send(out[0] if len(out) == 1 else b"".join(out), arrival_ns=now)
         self._client_rest = data[pos:] if pos < n else b""
+
+    def _exec_as_discard(self, upper: bytes, recorded: tuple[bytes, ...], verdict: Verdict | None) -> bool:
+        """Follow the server connection's MULTI state through one client command, before it is forwarded or answered.
+
+        Mirrors redis 7: a command rejected inside MULTI (here: answered with an error by a fault) flags the
+        transaction, and EXEC then answers ``-EXECABORT Transaction discarded because of previous errors.``; a
+        rejected EXEC ends the transaction. True when the command is an EXEC that must go upstream as ``DISCARD``
+        (ending the transaction there); its pending entry then carries the reply the client gets instead of the
+        server's ``+OK``."""
+        paired = not self.stop_pairing and not self.unpaired
+        if verdict is not None and not verdict.forward:
+            if verdict.reset or not self.in_multi:
+                return False  # a reset connection ends the transaction on the server by itself
+            if upper == b"EXEC" and paired:
+                self.in_multi = self.multi_dirty = False
+                self.pending.append(_Pending(recorded, verdict, substitute=verdict.reply or b""))
+                return True
+            if verdict.reply is not None and verdict.reply.startswith(b"-"):
+                self.multi_dirty = True
+            return False
+        if upper == b"MULTI":
+            if not self.in_multi:  # a nested MULTI is an error that leaves the transaction as it is
+                self.in_multi = True
+                self.multi_dirty = False
+        elif upper == b"EXEC":
+            dirty = self.in_multi and self.multi_dirty
+            self.in_multi = self.multi_dirty = False
+            if dirty and paired:
+                self.pending.append(_Pending(recorded, verdict, substitute=_EXECABORT))
+                return True
+        elif upper == b"DISCARD" or upper == b"RESET":
+            self.in_multi = self.multi_dirty = False
+        return False
 
     def _reset_reply_lost(self) -> None:
         self.reset("reply lost after the server ran the command")
@@ -618,12 +669,29 @@ class _Link:
                     self.unpaired = True
                     continue
                 entry = self.pending.popleft()
+                substitute = entry.substitute
                 if record:
-                    reply = data[pos : min(end, pos + MAX_RECORDED_BYTES)]
-                    proxy._record(self.index, "reply", command=entry.command, reply=reply, now=now)
+                    if substitute is None:
+                        reply = data[pos : min(end, pos + MAX_RECORDED_BYTES)]
+                        proxy._record(self.index, "reply", command=entry.command, reply=reply, now=now)
+                    else:
+                        reply = substitute[:MAX_RECORDED_BYTES]
+                        detail = _EXEC_SENT_AS_DISCARD
+                        proxy._record(self.index, "reply", command=entry.command, reply=reply, detail=detail, now=now)
                 verdict = entry.verdict
-                if verdict is not None:
-                    frame = data[pos:end]
+                if substitute is not None and (verdict is None or not verdict.forward):
+                    # The server answered the DISCARD sent in place of EXEC: the client gets the substitute.
+                    if run < pos:
+                        out.append(data[run:pos])
+                    out.append(substitute)
+                    pos = run = end
+                    if verdict is not None and verdict.close_after_reply:
+                        flush()
+                        to_client.send(b"", arrival_ns=now, then=lambda: self.close("closed after an injected error"))
+                        self._server_rest = b""
+                        return
+                elif verdict is not None:
+                    frame = data[pos:end] if substitute is None else substitute
                     if verdict.rewrite_reply is not None:
                         if run < pos:
                             out.append(data[run:pos])
@@ -647,6 +715,11 @@ class _Link:
                         to_client.send(b"", arrival_ns=now, then=self._reset_reply_lost)
                         self._server_rest = b""
                         return
+                    elif substitute is not None:
+                        if run < pos:
+                            out.append(data[run:pos])
+                        out.append(substitute)
+                        pos = run = end
                     else:
                         pos = end
                 else:
@@ -925,9 +998,14 @@ class RedisFaultProxy:
         server, self._server = self._server, None
         if server is not None:
             server.close()  # the listening socket closes now: new connections are refused
+        handle.applied += 1
         self._record(-1, "fault", fault=handle.fault.name, detail="listener closed: new connections refused")
         if getattr(handle.fault, "cut_existing", False):
             for link in list(self._links.values()):
+                if link.closed:
+                    continue
+                handle.applied += 1
+                self._record(link.index, "fault", fault=handle.fault.name, detail="existing connection reset")
                 link.reset(f"{handle.fault.name}: existing connections cut")
 
     def _go_up(self) -> None:

@@ -48,7 +48,8 @@ class TranscriptEvent(NamedTuple):  # a NamedTuple: one is made per command and 
             return f"{head} > {_words(self.command)}"
         if self.kind in ("reply", "push"):
             arrow = "<" if self.kind == "reply" else "< push"
-            return f"{head} {arrow} {describe_reply(self.reply)}"
+            note = f" ({self.detail})" if self.detail else ""
+            return f"{head} {arrow} {describe_reply(self.reply)}{note}"
         if self.kind == "fault":
             target = f" on {_words(self.command)}" if self.command else ""
             return f"{head} ! {self.fault}{target}: {self.detail}"
