@@ -57,6 +57,9 @@ def _row(name: str, samples: list[float], unit: str = "op") -> None:
 
 
 async def bench_operations(client: aioredis.Redis, repeat: int) -> None:
+    print("\noperations, baseline: plain redis-py issuing the same commands (no validation, no error mapping)")
+    await _bench_raw(client, repeat)
+    await client.flushdb()
     for indexed in (False, True):
         mode = "indexed" if indexed else "scan"
         print(f"\noperations ({mode} mode; 200-byte values; batches of {BATCH} keys)")
@@ -74,6 +77,31 @@ async def _bench_mode(store: RedisSessionKVStore, repeat: int) -> None:
     _row("mget", await _timed(lambda: store.mget(batch), repeat), "batch")
     _row("expire", await _timed(lambda: store.expire(*batch, ttl=60), repeat), "batch")
     _row("delete", await _timed(lambda: store.delete(batch), repeat), "batch")
+
+
+async def _bench_raw(client: aioredis.Redis, repeat: int) -> None:
+    counter = iter(range(10**9))
+    batch = [f"bench-raw:batch/{i}" for i in range(BATCH)]
+    value = b"x" * 200
+
+    async def mset() -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            for key in batch:
+                pipe.set(key, value, px=60_000)
+            await pipe.execute()
+
+    async def expire() -> None:
+        async with client.pipeline(transaction=True) as pipe:
+            for key in batch:
+                pipe.pexpire(key, 60_000)
+            await pipe.execute()
+
+    _row("set", await _timed(lambda: client.set(f"bench-raw:single/{next(counter) % 1000}", value, px=60_000), repeat))
+    _row("get", await _timed(lambda: client.get(f"bench-raw:single/{next(counter) % 1000}"), repeat))
+    _row("mset", await _timed(mset, repeat), "batch")
+    _row("mget", await _timed(lambda: client.mget(batch), repeat), "batch")
+    _row("expire", await _timed(expire, repeat), "batch")
+    _row("delete", await _timed(lambda: client.unlink(*batch), repeat), "batch")
 
 
 async def baseline_keys(client: aioredis.Redis, prefix: str) -> list[str]:
