@@ -23,3 +23,12 @@ def test_unknown_subcommand_is_a_usage_error(capsys: pytest.CaptureFixture[str])
         main(["frobnicate"])
     assert exit_info.value.code == 2
     assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_subcommands_are_dispatched_with_their_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["certify", "no_such_module_here:factory"]) == 2
+    assert "cannot import module 'no_such_module_here'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["proxy", "--help"])
+    assert exit_info.value.code == 0
+    assert "--upstream HOST:PORT" in capsys.readouterr().out
