@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-__all__ = [
+STAND_INS = (
     "sessionkv_clock",
     "sessionkv_custom_store",
     "sessionkv_fakeredis_store",
@@ -18,7 +18,10 @@ __all__ = [
     "sessionkv_registry_factory",
     "sessionkv_store",
     "sessionkv_virtual_store",
-]
+)
+"""Every fixture of ``pytest_sessionkv.fixtures`` and ``pytest_sessionkv.virtual_time`` (a test keeps them equal)."""
+
+__all__ = ["STAND_INS", *STAND_INS]
 
 
 def _needs_testing_extra(name: str) -> Callable[..., None]:
@@ -28,14 +31,4 @@ def _needs_testing_extra(name: str) -> Callable[..., None]:
     return pytest.fixture(name=name)(fixture)
 
 
-sessionkv_redis_client = _needs_testing_extra("sessionkv_redis_client")
-sessionkv_memory_store = _needs_testing_extra("sessionkv_memory_store")
-sessionkv_redis_store = _needs_testing_extra("sessionkv_redis_store")
-sessionkv_fakeredis_store = _needs_testing_extra("sessionkv_fakeredis_store")
-sessionkv_store = _needs_testing_extra("sessionkv_store")
-sessionkv_custom_store = _needs_testing_extra("sessionkv_custom_store")
-sessionkv_clock = _needs_testing_extra("sessionkv_clock")
-sessionkv_redis_proxy = _needs_testing_extra("sessionkv_redis_proxy")
-sessionkv_proxied_redis_store = _needs_testing_extra("sessionkv_proxied_redis_store")
-sessionkv_virtual_store = _needs_testing_extra("sessionkv_virtual_store")
-sessionkv_registry_factory = _needs_testing_extra("sessionkv_registry_factory")
+globals().update({name: _needs_testing_extra(name) for name in STAND_INS})

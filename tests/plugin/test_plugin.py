@@ -310,3 +310,11 @@ def test_a_killed_worker_takes_its_server_along(pytester: pytest.Pytester, priva
     pytester.makepyfile(test_next="def test_next(sessionkv_redis_server):\n    pass\n")
     run(pytester, "test_next.py").assert_outcomes(passed=1)
     assert_nothing_left(private_tmp)  # ...the next run on the machine did
+
+
+def test_the_fallback_stands_in_for_every_async_fixture() -> None:
+    from pytest_sessionkv import fallback, fixtures, virtual_time
+
+    provided = {name for name in [*fixtures.__all__, *virtual_time.__all__] if name.startswith("sessionkv_")}
+    assert set(fallback.STAND_INS) == provided
+    assert all(callable(getattr(fallback, name)) for name in fallback.STAND_INS)
