@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +9,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
+from pytest_sessionkv.plugin import installed
 from pytest_sessionkv.redis import RedisHandle, clear_namespace
 from sessionkv import InMemorySessionKVStore, RedisSessionKVStore, SessionKVStore, SessionRegistry
 from sessionkv.testing.virtual_time import VirtualClock, virtual_fakeredis_store
@@ -31,7 +31,7 @@ __all__ = [
 
 TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
 StoreFactory = Callable[[], Any]
-_HAS_FAKEREDIS = importlib.util.find_spec("fakeredis") is not None
+_HAS_FAKEREDIS = installed("fakeredis")
 _BACKEND_FIXTURES = {
     "memory": "sessionkv_memory_store",
     "virtual": "sessionkv_virtual_store",

@@ -27,8 +27,17 @@ ALL_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom")
 StoreFactory = Callable[[], Any]
 """Returns a fresh, not yet started object with the SessionKVStore API (sync callable)."""
 
-_HAS_PYTEST_ASYNCIO = importlib.util.find_spec("pytest_asyncio") is not None
-_HAS_FAKEREDIS = importlib.util.find_spec("fakeredis") is not None
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (a broken or blocked import counts as missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_HAS_PYTEST_ASYNCIO = installed("pytest_asyncio")
+_HAS_FAKEREDIS = installed("fakeredis")
 
 # The async fixtures need pytest-asyncio; without it the same fixture names skip and name the extra to install.
 pytest_plugins = (

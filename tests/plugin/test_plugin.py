@@ -318,3 +318,43 @@ def test_the_fallback_stands_in_for_every_async_fixture() -> None:
     provided = {name for name in [*fixtures.__all__, *virtual_time.__all__] if name.startswith("sessionkv_")}
     assert set(fallback.STAND_INS) == provided
     assert all(callable(getattr(fallback, name)) for name in fallback.STAND_INS)
+
+
+BLOCK_EXTRAS = """
+import sys
+
+
+class _BlockTestingExtras:
+    \"\"\"Makes pytest-asyncio and fakeredis look uninstalled, as on a core-only install.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("pytest_asyncio", "fakeredis"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _BlockTestingExtras())
+"""
+
+
+def test_a_core_only_install_still_runs_and_skips_naming_the_extra(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = pytester.mkdir("site")
+    (site / "sitecustomize.py").write_text(BLOCK_EXTRAS)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    # no entry-point autoload: pytest would otherwise mark pytest-asyncio for assertion rewriting, and its import hook
+    # would find the package past the blocker; the plugin is then loaded by name, as the entry point would
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    pytester.makepyfile(
+        test_core="""
+def test_store(sessionkv_store):
+    pass
+
+def test_server(sessionkv_redis_server):
+    assert sessionkv_redis_server.port
+"""
+    )
+    result = run(pytester, "-p", "pytest_sessionkv.plugin", "-rs")
+    result.assert_outcomes(passed=1, skipped=3)  # memory, virtual, redis (fakeredis is not offered)
+    result.stdout.fnmatch_lines(["*sessionkv_store needs pytest-asyncio*pip install 'sessionkv?testing?'*"])
