@@ -114,6 +114,13 @@ class Stream(abc.ABC):
     def note(self, detail: str) -> None:
         """Record in the transcript that this fault acted, and how."""
 
+    def note_once(self, detail: str) -> None:
+        """:meth:`note`, but only the first time on this direction of this connection (for faults acting on every
+        chunk, whose transcript would otherwise repeat itself)."""
+        if not self.state.get("noted"):
+            self.state["noted"] = 1
+            self.note(detail)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ByteFault(Fault):

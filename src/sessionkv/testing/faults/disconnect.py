@@ -73,9 +73,7 @@ class Blackhole(ByteFault):
     name: ClassVar[str] = "blackhole"
 
     async def pipe(self, data: bytes, stream: Stream) -> None:
-        if not stream.state.get("noted"):
-            stream.state["noted"] = 1
-            stream.note("discarding data")
+        stream.note_once("discarding data")
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,7 @@ class Latency(ByteFault):
         delay_ms = self.latency_ms
         if self.jitter_ms:
             delay_ms = max(0.0, delay_ms + stream.rng.uniform(-self.jitter_ms, self.jitter_ms))
-        if not stream.state.get("noted"):
-            stream.state["noted"] = 1
-            stream.note(f"delaying chunks by {self.latency_ms} ms ± {self.jitter_ms} ms")
+        stream.note_once(f"delaying chunks by {self.latency_ms} ms ± {self.jitter_ms} ms")
         wait_ns = stream.arrival_ns + int(delay_ms * 1e6) - time.monotonic_ns()
         if wait_ns > 0:
             await asyncio.sleep(wait_ns / 1e9)
@@ -66,9 +64,7 @@ class Bandwidth(ByteFault):
         if not data:
             await stream.send(data)
             return
-        if not stream.state.get("noted"):
-            stream.state["noted"] = 1
-            stream.note(f"limiting throughput to {self.rate_kbps} KB/s")
+        stream.note_once(f"limiting throughput to {self.rate_kbps} KB/s")
         bytes_per_s = self.rate_kbps * 1000.0
         slice_bytes = max(1, int(bytes_per_s / 10))
         for start in range(0, len(data), slice_bytes):
@@ -104,12 +100,10 @@ class Slicer(ByteFault):
         if not data:
             await stream.send(data)
             return
-        if not stream.state.get("noted"):
-            stream.state["noted"] = 1
-            variation = f" ± {self.size_variation_bytes}" if self.size_variation_bytes else ""
-            stream.note(
-                f"slicing chunks into {self.average_size_bytes}{variation} byte pieces, {self.delay_us} µs apart"
-            )
+        variation = f" ± {self.size_variation_bytes}" if self.size_variation_bytes else ""
+        stream.note_once(
+            f"slicing chunks into {self.average_size_bytes}{variation} byte pieces, {self.delay_us} µs apart"
+        )
         start = 0
         while start < len(data):
             size = self.average_size_bytes
