@@ -23,7 +23,7 @@ from typing import Final
 
 from sortedcontainers import SortedList
 
-from sessionkv.clock import SYSTEM_CLOCK, Clock
+from sessionkv.clock import Clock, current_clock
 from sessionkv.store import (
     SessionKVStore,
     check_expire_keys,
@@ -52,7 +52,8 @@ class InMemorySessionKVStore(SessionKVStore):
     ``cleanup_interval`` seconds, started by :meth:`start` and cancelled by :meth:`close`. Without :meth:`start` the
     store works too; only the periodic reclamation is missing.
 
-    ``clock`` defaults to the system monotonic clock; pass a virtual clock to drive expiry in tests.
+    ``clock`` defaults to :func:`sessionkv.clock.current_clock` at construction: the system clock, or the virtual
+    clock inside a virtual-time run; pass one to drive expiry explicitly.
     """
 
     expiry_granularity_ns = 1
@@ -63,7 +64,7 @@ class InMemorySessionKVStore(SessionKVStore):
         if not (math.isfinite(cleanup_interval) and cleanup_interval > 0):
             raise ValueError(f"cleanup_interval must be a finite number of seconds > 0, got {cleanup_interval!r}")
         self.cleanup_interval = float(cleanup_interval)
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        self.clock: Clock = current_clock() if clock is None else clock
         self._now_ns = self.clock.now_ns
         self._entries: dict[str, tuple[bytes, int]] = {}
         self._index: SortedList[str] = SortedList()

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final, Self, TypeAlias
 
-from sessionkv.clock import SYSTEM_CLOCK, Clock
+from sessionkv.clock import Clock, current_clock
 from sessionkv.errors import CorruptRecordError
 from sessionkv.memory import InMemorySessionKVStore
 from sessionkv.store import SessionKVStore, check_key, check_ttl_ns
@@ -141,7 +141,8 @@ class SessionRegistry:
     ``node_id`` names this node in the records it writes; default: a fresh ``str(uuid4())``. ``ttl`` (seconds,
     validated like every store TTL: finite, ``> 0``) is the lifetime of records and close flags after each write: a
     node must heartbeat more often than that. ``clock`` supplies the epoch timestamps (``clock.time()``) and, for the
-    default store, expiry; default: the system clock.
+    default store, expiry; default: the store's own ``clock`` when it has one, else
+    :func:`sessionkv.clock.current_clock` (the system clock, or the virtual clock inside a virtual-time run).
 
     Every method validates its arguments before touching the store. Store failures propagate unchanged
     (:class:`~sessionkv.errors.StoreUnavailableError`).
@@ -165,7 +166,11 @@ class SessionRegistry:
         if node_id is not None:
             node_id = _check_id(node_id, "node_id")
         check_ttl_ns(ttl)
-        self.clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        if clock is None:
+            # a store that keeps time (the in-memory stores) lends its clock, so timestamps and expiry agree
+            store_clock = getattr(store, "clock", None)
+            clock = store_clock if isinstance(store_clock, Clock) else current_clock()
+        self.clock: Clock = clock
         self.owns_store: bool = store is None
         self.store: SessionKVStore = InMemorySessionKVStore(clock=self.clock) if store is None else store
         self.node_id: str = str(uuid.uuid4()) if node_id is None else node_id
