@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 
@@ -22,24 +24,47 @@ def bucket_members(store: InMemorySessionKVStore) -> int:
 
 def assert_consistent(store: InMemorySessionKVStore) -> None:
     """Every stored key is in the index and in exactly the bucket of its deadline, and nothing else is."""
-    assert store._unindexed.isdisjoint(store._index)
-    assert sorted([*store._index, *store._unindexed]) == sorted(store._entries)
+    assert list(store._index) == sorted(store._entries)
     assert bucket_members(store) == len(store._entries)
     for key, (_, deadline) in store._entries.items():
         assert key in store._buckets[deadline >> _BUCKET_SHIFT]
     assert sorted(store._bucket_heap) == sorted(store._buckets)
 
 
-@pytest.mark.parametrize("interval", [0, -1, float("nan"), float("inf")])
+@pytest.mark.parametrize(
+    "interval", [0, -1, 0.0, -1e-9, float("nan"), float("inf"), -float("inf"), 10**400, -(10**400)]
+)
 def test_cleanup_interval_must_be_positive_and_finite(interval: float) -> None:
-    with pytest.raises(ValueError, match="cleanup_interval"):
+    # vision-agents' own tests match "cleanup_interval must be > 0": a drop-in must start its message the same way
+    with pytest.raises(ValueError, match=r"^cleanup_interval must be > 0"):
         InMemorySessionKVStore(cleanup_interval=interval)
 
 
-@pytest.mark.parametrize("interval", ["60", None, True])
+@pytest.mark.parametrize("interval", ["60", None, True, b"1", [1]])
 def test_cleanup_interval_must_be_a_number(interval: object) -> None:
-    with pytest.raises(TypeError, match="cleanup_interval"):
+    with pytest.raises(TypeError, match=r"^cleanup_interval must be a number of seconds"):
         InMemorySessionKVStore(cleanup_interval=interval)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("interval", [1, 0.5, Fraction(1, 2), Decimal("0.5")])
+def test_cleanup_interval_accepts_any_real_number_of_seconds(interval: float) -> None:
+    assert InMemorySessionKVStore(cleanup_interval=interval).cleanup_interval == float(interval)
+
+
+@pytest.mark.asyncio
+async def test_new_keys_are_indexed_by_the_write_that_creates_them() -> None:
+    """No deferred work: after any write returns, the index already holds every stored key, so the next keys() has
+    nothing to catch up on (an earlier version sorted a whole burst of new keys inside the first keys() after it)."""
+    store = InMemorySessionKVStore(clock=VirtualClock(start=1 << 10))
+    await store.set("b/1", b"", 60)
+    assert list(store._index) == ["b/1"]
+    await store.mset([("a/1", b"", 60), ("c/1", b"", 60), ("a/1", b"x", 60)])
+    assert list(store._index) == ["a/1", "b/1", "c/1"]
+    await store.mset([(f"bulk/{i:05d}", b"", 60) for i in range(5_000)])  # a batch larger than a quarter of the index
+    await store.set("b/1", b"overwrite", 60)
+    await store.set("zz", b"", 60, only_if_exists=True)  # writes nothing, so indexes nothing
+    assert_consistent(store)
+    assert len(store._index) == 5_003
 
 
 @pytest.mark.asyncio

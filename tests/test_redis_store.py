@@ -10,8 +10,10 @@ import asyncio
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -24,7 +26,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sessionkv import CorruptRecordError, RedisSessionKVStore, StoreUnavailableError
+from pytest_sessionkv.redis import ExternalRedis
+from sessionkv import (
+    CorruptRecordError,
+    RedisSessionKVStore,
+    SessionKVError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from sessionkv.redis_store import redact_url
 from sessionkv.testing import RedisServer
 
 MODES = [pytest.param(False, id="scan"), pytest.param(True, id="indexed")]
@@ -70,9 +80,10 @@ async def counting_client(redis_server: RedisServer) -> AsyncIterator[aioredis.R
 
 
 def test_client_and_url_are_mutually_exclusive(redis_server: RedisServer) -> None:
-    with pytest.raises(ValueError, match="not both"):
+    # worded as vision-agents words them, so that code matching their messages keeps working
+    with pytest.raises(ValueError, match=r"^Provide either a Redis client or a URL, not both"):
         RedisSessionKVStore(client=aioredis.Redis(), url=redis_server.url)
-    with pytest.raises(ValueError, match="pass client="):
+    with pytest.raises(ValueError, match=r"^Provide either a Redis client or a URL: client="):
         RedisSessionKVStore()
 
 
@@ -80,23 +91,100 @@ def test_client_and_url_are_mutually_exclusive(redis_server: RedisServer) -> Non
     ("url", "problem"),
     [
         ("http://localhost:6379/0", "unsupported scheme 'http'"),
-        ("redis://localhost:port/0", "Port"),
+        ("localhost:6379", "not a URL"),
+        ("localhost", "not a URL"),
+        ("redis://localhost:port/0", "the port must be a number"),
+        ("redis://localhost:99999/0", "the port must be a number"),
         ("redis://localhost:6379/zero", "database number"),
         ("redis:///0", "no host"),
         ("unix://", "no socket path"),
+        ("redis://localhost:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+        ("redis://localhost:6379/0?password=a#b", "fragment"),
     ],
 )
 def test_unusable_url_is_a_value_error_naming_the_problem(url: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem) as info:
         RedisSessionKVStore(url=url)
-    assert "unusable Redis URL" in str(info.value)
+    assert str(info.value).startswith("unusable Redis URL ")
 
 
-def test_unusable_url_message_redacts_the_password() -> None:
-    with pytest.raises(ValueError) as info:
-        RedisSessionKVStore(url="redis://user:hunter2@localhost:notaport/0")
-    assert "hunter2" not in str(info.value)
-    assert "user:***@" in str(info.value)
+# Passwords that urlsplit cuts into the port, path, query or fragment when they are not percent-encoded. Each test
+# below checks that no fragment of the secret of 3+ characters shows, and that the message does show the URL (so the
+# check can fail).
+LEAKY_PASSWORDS = ["se/cr/et99", "se?cr=et99", "se#cr#et99", "pa:ss/wo?rd#99", "p@ss/w@rd99", "hunter2"]
+
+
+def _secret_pieces(secret: str) -> list[str]:
+    pieces = {secret, *(p for sep in "/?#:@=" for p in secret.split(sep))}
+    return [piece for piece in pieces if len(piece) >= 3]
+
+
+@pytest.mark.parametrize("secret", LEAKY_PASSWORDS)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "redis://user:{secret}@localhost:notaport/0",
+        "redis://user:{secret}@localhost:6379/zero",
+        "redis://:{secret}@:6379/0",
+        "http://user:{secret}@localhost:6379/0",
+        "redis://localhost:notaport/0?password={secret}",
+        "redis://localhost:6379/zero?db=1&password={secret}",
+    ],
+)
+def test_unusable_url_message_never_shows_the_password(template: str, secret: str) -> None:
+    url = template.format(secret=secret)
+    with pytest.raises(ValueError, match="unusable Redis URL") as info:
+        RedisSessionKVStore(url=url)
+    message = str(info.value)
+    assert message.startswith(f"unusable Redis URL '{url.partition('://')[0]}://"), message  # shown, redacted
+    if secret == "hunter2":  # nothing ambiguous: the host is shown too
+        assert "localhost" in message or ":6379/0" in message, message
+    for piece in _secret_pieces(secret):
+        assert piece not in message, (piece, message)
+
+
+@pytest.mark.parametrize("secret", ["se/cr/et99", "se?cr=et99", "se#cr#et99"])
+def test_a_password_with_unencoded_delimiters_is_refused_with_advice(secret: str) -> None:
+    # urlsplit would read part of it as the host, port, path or query: the connection could never authenticate
+    with pytest.raises(ValueError, match="percent-encode them") as info:
+        RedisSessionKVStore(url=f"redis://user:{secret}@localhost:6379/0")
+    assert str(info.value).startswith("unusable Redis URL 'redis://***': an '@' follows")
+    encoded = quote(secret, safe="")
+    store = RedisSessionKVStore(url=f"redis://user:{encoded}@localhost:6379/0")  # the advice works
+    assert store.client.connection_pool.connection_kwargs["password"] == secret
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://user:pw@h:1/0", "redis://***@h:1/0"),
+        ("redis://:p/w?x#y@h:1/0", "redis://***"),
+        ("redis://u:p@ss@h:1/0", "redis://***@h:1/0"),
+        ("redis://h:1/0?password=p@ss", "redis://***"),
+        ("redis://h:1/0?password=pw&db=2&client_name=n", "redis://h:1/0?password=***&db=2&client_name=n"),
+        ("redis://h:1/0?username=u&password=a/b?c", "redis://h:1/0?username=***&password=***"),
+        ("redis://h:1/0?password=a#b", "redis://h:1/0?password=***#***"),
+        ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+        ("user:pw@host", "***"),
+    ],
+)
+def test_redact_url_works_on_the_structure(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("secret", LEAKY_PASSWORDS)
+@pytest.mark.parametrize("template", ["http://:{secret}@localhost/0", "redis://user:{secret}@localhost:6379/0"])
+def test_the_plugins_redis_url_option_never_shows_the_password(template: str, secret: str) -> None:
+    url = template.format(secret=secret)
+    try:
+        handle = ExternalRedis(url)
+    except pytest.UsageError as exc:
+        shown = str(exc)
+    else:
+        shown = repr(handle)
+    assert "--sessionkv-redis-url" in shown or "ExternalRedis(" in shown
+    for piece in _secret_pieces(secret):
+        assert piece not in shown, (piece, shown)
 
 
 def test_url_must_be_a_string() -> None:
@@ -110,18 +198,32 @@ def test_url_must_be_a_string() -> None:
         ({"key_prefix": 1}, TypeError, "key_prefix must be str"),
         ({"key_prefix": "\ud800"}, ValueError, "key_prefix"),
         ({"indexed": 1}, TypeError, "indexed must be a bool"),
-        ({"operation_timeout": 0}, ValueError, "operation_timeout"),
-        ({"operation_timeout": float("nan")}, ValueError, "operation_timeout"),
-        ({"operation_timeout": True}, TypeError, "operation_timeout"),
-        ({"scan_count": 0}, ValueError, "scan_count"),
-        ({"scan_count": 10.0}, TypeError, "scan_count"),
-        ({"read_retries": -1}, ValueError, "read_retries"),
-        ({"sweep_limit": -1}, ValueError, "sweep_limit"),
+        ({"operation_timeout": 0}, ValueError, "^operation_timeout must be > 0"),
+        ({"operation_timeout": -1.5}, ValueError, "^operation_timeout must be > 0"),
+        ({"operation_timeout": float("nan")}, ValueError, "^operation_timeout must be > 0"),
+        ({"operation_timeout": 10**400}, ValueError, "^operation_timeout must be > 0"),
+        ({"operation_timeout": True}, TypeError, "^operation_timeout must be a number"),
+        ({"operation_timeout": "5"}, TypeError, "^operation_timeout must be a number"),
+        ({"scan_count": 0}, ValueError, "^scan_count must be >= 1"),
+        ({"scan_count": 10.0}, TypeError, "^scan_count must be an int"),
+        ({"scan_count": True}, TypeError, "^scan_count must be an int"),
+        ({"read_retries": -1}, ValueError, "^read_retries must be >= 0"),
+        ({"sweep_limit": -(10**400)}, ValueError, "^sweep_limit must be >= 0"),
     ],
 )
 def test_bad_options_are_rejected(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
         RedisSessionKVStore(url="redis://localhost:6379/0", **kwargs)
+
+
+def test_options_accept_any_real_number_and_any_int() -> None:
+    store = RedisSessionKVStore(
+        url="redis://localhost:6379/0",
+        operation_timeout=Decimal("2.5"),  # type: ignore[arg-type]
+        scan_count=10**30,
+        sweep_limit=0,
+    )
+    assert (store.operation_timeout, store.scan_count) == (2.5, 10**30)
 
 
 def test_client_must_be_an_asyncio_client_returning_bytes() -> None:
@@ -175,8 +277,21 @@ async def test_owned_client_is_closed_by_close_and_close_is_idempotent(
         assert await _clients_named(redis_client, "sessionkv-owned") == 1
     assert await _clients_named(redis_client, "sessionkv-owned") == 0
     await store.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        await store.get("k")
+    calls: list[Callable[[], Awaitable[object]]] = [
+        store.start,
+        lambda: store.get("k"),
+        lambda: store.mget(["k"]),
+        lambda: store.set("k", b"v", 10),
+        lambda: store.mset([("k", b"v", 10)]),
+        lambda: store.expire("k", ttl=10),
+        lambda: store.keys(""),
+        lambda: store.delete(["k"]),
+    ]
+    for call in calls:
+        with pytest.raises(StoreClosedError, match="on a closed RedisSessionKVStore") as info:
+            await call()
+        assert isinstance(info.value, SessionKVError)
+        assert not isinstance(info.value, StoreUnavailableError)  # not an outage: retrying cannot help
 
 
 @pytest.mark.asyncio

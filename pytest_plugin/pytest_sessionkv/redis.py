@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from pytest_sessionkv.options import Settings
 from sessionkv._glob import glob_escape
+from sessionkv.redis_store import redact_url
 from sessionkv.testing import RedisServer, RedisServerError, RedisServerNotFoundError
 
 __all__ = ["ExternalRedis", "RedisHandle", "clear_namespace", "start_redis"]
@@ -32,20 +33,25 @@ class ExternalRedis:
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
+        shown = redact_url(url)  # never the raw URL: it may hold a password
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise pytest.UsageError(f"--sessionkv-redis-url must be a redis://, rediss:// or unix:// URL, got {url!r}")
+            raise pytest.UsageError(
+                f"--sessionkv-redis-url must be a redis://, rediss:// or unix:// URL, got {shown!r}"
+            )
+        try:
+            port = parts.port
+        except ValueError:  # its message quotes the text after ':', which may be part of a password
+            raise pytest.UsageError(f"--sessionkv-redis-url {shown!r}: the port must be a number") from None
         self._url = url
         self.host = parts.hostname or "localhost"
-        self.port = parts.port or 6379
+        self.port = port or 6379
 
     @property
     def url(self) -> str:
         return self._url
 
     def __repr__(self) -> str:
-        parts = urlsplit(self._url)
-        shown = parts._replace(netloc=f"{parts.hostname}:{self.port}").geturl()
-        return f"ExternalRedis({shown!r})"
+        return f"ExternalRedis({redact_url(self._url)!r})"
 
     def stop(self) -> None:
         """Nothing to do: the server is not ours."""

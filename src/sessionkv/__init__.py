@@ -4,7 +4,7 @@ The public API is re-exported here; the contract every store honours is stated i
 """
 
 from sessionkv.clock import Clock, SystemClock
-from sessionkv.errors import CorruptRecordError, SessionKVError, StoreUnavailableError
+from sessionkv.errors import CorruptRecordError, SessionKVError, StoreClosedError, StoreUnavailableError
 from sessionkv.memory import InMemorySessionKVStore
 from sessionkv.redis_store import RedisSessionKVStore
 from sessionkv.registry import SessionInfo, SessionRegistry
@@ -21,6 +21,7 @@ __all__ = [
     "SessionKVError",
     "SessionKVStore",
     "SessionRegistry",
+    "StoreClosedError",
     "StoreUnavailableError",
     "SystemClock",
 ]

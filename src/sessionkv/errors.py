@@ -7,7 +7,7 @@ class, :class:`StoreUnavailableError`, whatever the backend.
 
 from __future__ import annotations
 
-__all__ = ["CorruptRecordError", "SessionKVError", "StoreUnavailableError"]
+__all__ = ["CorruptRecordError", "SessionKVError", "StoreClosedError", "StoreUnavailableError"]
 
 
 class SessionKVError(Exception):
@@ -38,3 +38,17 @@ class CorruptRecordError(SessionKVError):
         super().__init__(f"record at key {key!r} is corrupt: {reason}")
         self.key = key
         self.reason = reason
+
+
+class StoreClosedError(SessionKVError):
+    """An operation was called on a store after :meth:`~sessionkv.store.SessionKVStore.close` released what it needs.
+
+    A programming error, not an outage, so it is not a :class:`StoreUnavailableError`: retrying cannot help; create a
+    new store. Raised by ``RedisSessionKVStore`` built from a ``url`` (its ``close()`` closes the client it created).
+    Stores whose ``close()`` releases nothing the operations need (the in-memory store, a ``RedisSessionKVStore`` over
+    a client you own) keep working after ``close()``. ``operation`` names the call that was refused.
+    """
+
+    def __init__(self, message: str, *, operation: str | None = None) -> None:
+        super().__init__(message)
+        self.operation = operation

@@ -4,8 +4,17 @@ Data structures, and what each operation costs with ``n`` live keys:
 
 * ``_entries``: ``dict`` key -> ``(value, deadline_ns)``. ``get``/``set`` are one dict operation plus bookkeeping.
 * ``_index``: a ``SortedList`` of the keys, so ``keys(prefix)`` bisects to the first candidate and walks only the
-  matches: O(log n + matches). New keys wait in ``_unindexed`` (a set) until the next ``keys()`` call merges them,
-  so ``set`` of a new key costs no more than an overwrite and a burst of registrations is merged in one sort.
+  matches: O(log n + matches). A new key enters the index in the write that creates it (``SortedList.add``:
+  O(log n) amortised; its worst case, splitting a full sublist, moves about 1000 + n/1000 pointers, a few
+  microseconds at 1M keys); an overwrite, a heartbeat or a ``get`` never touches the index.
+
+  Why not defer it: an earlier version kept new keys in a side set and sorted them into the index on the next
+  ``keys()``. That made ``set`` of a new key ~1 us cheaper but made one ``keys()`` pay for every earlier write: 400 ms
+  after 200k new keys in a 1M-key store, ~2 s after a 1M bulk load, all of it blocking the event loop. The rule here
+  is that no call pays for work an earlier call deferred, so every operation's worst case is bounded by its own input:
+  ``set``/``mset``/``expire``/``delete`` O(log n) per key written, ``keys()`` O(log n + matches).
+  ``benchmarks/bench_memory_store.py`` prints the first ``keys()`` after a burst next to the following ones, the
+  worst call of every operation, and ``set (new key)`` next to the overwrite.
 * ``_buckets``: the keys grouped by deadline into buckets of 2**30 ns (about 1.07 s), plus a min-heap of bucket ids.
   A sweep pops only buckets that lie wholly in the past and scans only the current bucket, so it costs in proportion
   to the keys that expired (plus those due within the same ~1 s), never to all keys. A key lives in exactly one bucket,
@@ -17,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
-import math
 from collections.abc import Sequence
 from typing import Final
 
@@ -31,6 +39,7 @@ from sessionkv.store import (
     check_key,
     check_keys,
     check_prefix,
+    check_seconds,
     check_ttl_ns,
     check_value,
 )
@@ -59,16 +68,11 @@ class InMemorySessionKVStore(SessionKVStore):
     expiry_granularity_ns = 1
 
     def __init__(self, *, cleanup_interval: float = 60.0, clock: Clock | None = None) -> None:
-        if isinstance(cleanup_interval, bool) or not isinstance(cleanup_interval, (int, float)):
-            raise TypeError(f"cleanup_interval must be a number of seconds, got {type(cleanup_interval).__name__}")
-        if not (math.isfinite(cleanup_interval) and cleanup_interval > 0):
-            raise ValueError(f"cleanup_interval must be a finite number of seconds > 0, got {cleanup_interval!r}")
-        self.cleanup_interval = float(cleanup_interval)
+        self.cleanup_interval = check_seconds("cleanup_interval", cleanup_interval)
         self.clock: Clock = current_clock() if clock is None else clock
         self._now_ns = self.clock.now_ns
         self._entries: dict[str, tuple[bytes, int]] = {}
         self._index: SortedList[str] = SortedList()
-        self._unindexed: set[str] = set()
         self._buckets: dict[int, set[str]] = {}
         self._bucket_heap: list[int] = []
         self._sweeper: asyncio.Task[None] | None = None
@@ -155,9 +159,6 @@ class InMemorySessionKVStore(SessionKVStore):
 
     async def keys(self, prefix: str) -> list[str]:
         prefix = check_prefix(prefix)
-        if self._unindexed:
-            self._index.update(self._unindexed)
-            self._unindexed.clear()
         now = self._now_ns()
         entries = self._entries
         found: list[str] = []
@@ -215,11 +216,12 @@ class InMemorySessionKVStore(SessionKVStore):
         return entry is not None and entry[1] > now
 
     def _put(self, key: str, data: bytes, deadline: int) -> None:
+        """Store ``key`` in every structure; a new key enters the index now, never later."""
         old = self._entries.get(key)
         self._entries[key] = (data, deadline)
         bucket_id = deadline >> _BUCKET_SHIFT
         if old is None:
-            self._unindexed.add(key)
+            self._index.add(key)
         else:
             old_bucket_id = old[1] >> _BUCKET_SHIFT
             if old_bucket_id == bucket_id:
@@ -239,7 +241,4 @@ class InMemorySessionKVStore(SessionKVStore):
     def _forget(self, key: str) -> None:
         """Remove a key from the entries and the index (its bucket is handled by the caller)."""
         del self._entries[key]
-        if key in self._unindexed:
-            self._unindexed.discard(key)
-        else:
-            self._index.remove(key)
+        self._index.remove(key)

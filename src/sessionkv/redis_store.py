@@ -80,11 +80,9 @@ import asyncio
 import functools
 import hashlib
 import logging
-import math
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection, parse_url
@@ -102,7 +100,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionkv._glob import glob_escape
-from sessionkv.errors import CorruptRecordError, StoreUnavailableError
+from sessionkv.errors import CorruptRecordError, StoreClosedError, StoreUnavailableError
 from sessionkv.store import (
     SessionKVStore,
     check_expire_keys,
@@ -110,12 +108,13 @@ from sessionkv.store import (
     check_key,
     check_keys,
     check_prefix,
+    check_seconds,
     check_ttl_ns,
     check_value,
     ns_to_ms_ceil,
 )
 
-__all__ = ["RedisSessionKVStore"]
+__all__ = ["RedisSessionKVStore", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -247,61 +246,121 @@ _MSET_SCRIPT: Final = _Script(_LUA_MSET)
 _EXPIRE_SCRIPT: Final = _Script(_LUA_EXPIRE)
 _KEYS_SCRIPT: Final = _Script(_LUA_KEYS)
 
-_USERINFO_PASSWORD: Final = re.compile(r"(://[^/?#@]*?:)[^/?#]*@")
+_SAFE_QUERY_NAMES: Final = frozenset(
+    {
+        "db",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "retry_on_timeout",
+        "max_connections",
+        "health_check_interval",
+        "protocol",
+        "client_name",
+    }
+)
+"""Query arguments whose values are shown in messages; every other value (``password=`` among them) is ``***``."""
+
+
+def _split_url(url: str) -> tuple[str, str | None, str, str | None, str | None] | None:
+    """Split ``url`` into ``(scheme, credentials, location, query, fragment)`` by structure alone; ``None`` when the
+    structure is ambiguous.
+
+    The credentials are everything between ``://`` and the ``@``. When an ``@`` follows the first ``/``, ``?`` or
+    ``#`` after ``://``, it is either a password with one of those unencoded or a query value with an ``@``: no
+    reading of it can tell which characters are secret, so it is ambiguous. The location (host, port, path) ends at
+    the first ``?`` or ``#``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None if ("@" in url or "?" in url or "#" in url) else ("", None, url, None, None)
+    delimiters = [i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0]
+    at = rest.rfind("@")
+    if delimiters and at > min(delimiters):
+        return None
+    credentials = rest[:at] if at >= 0 else None
+    location = rest[at + 1 :]
+    location, hashmark, fragment = location.partition("#")
+    location, question, query = location.partition("?")
+    return scheme, credentials, location, (query if question else None), (fragment if hashmark else None)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (in the user info or a ``password=`` query argument) replaced by ``***``."""
-    redacted = _USERINFO_PASSWORD.sub(r"\1***@", url)
-    if "?" in redacted:
-        head, _, query = redacted.partition("?")
-        try:
-            pairs = parse_qsl(query, keep_blank_values=True)
-        except ValueError:
-            return head + "?***"
-        redacted = head + "?" + "&".join(f"{k}={'***' if 'pass' in k.lower() else v}" for k, v in pairs)
-    return redacted
+    """``url`` fit for a message or a log: user name and password become ``***``, as do the values of query arguments
+    other than well-known harmless options (``password=`` included) and any fragment. Built from the URL's structure
+    (see :func:`_split_url`), never by searching the password in the text; when the structure is ambiguous (an
+    unencoded ``/``, ``?`` or ``#`` in a password) everything after the scheme is ``***``."""
+    parts = _split_url(url)
+    if parts is None:
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep else "***"
+    scheme, credentials, location, query, fragment = parts
+    if not scheme:
+        return url
+    shown = f"{scheme}://" + ("***@" if credentials is not None else "") + location
+    if query is not None:
+        pairs = []
+        for pair in query.split("&"):
+            name, eq, value = pair.partition("=")
+            pairs.append(f"{name}={value}" if name in _SAFE_QUERY_NAMES or not eq else f"{name}=***")
+        shown += "?" + "&".join(pairs)
+    if fragment is not None:
+        shown += "#***"
+    return shown
 
 
-def _check_number(name: str, value: object, *, minimum: float, integer: bool = False, above: bool = False) -> float:
-    """Validate a numeric option: ``value >= minimum`` (``> minimum`` when ``above``), finite, an int if ``integer``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        kind = "an int" if integer else "a number"
-        raise TypeError(f"{name} must be {kind}, got {type(value).__name__}: {value!r}")
-    if not math.isfinite(value) or value < minimum or (above and value == minimum):
-        bound = f"> {minimum}" if above else f">= {minimum}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return value
+def _check_count(name: str, value: object, *, minimum: int) -> int:
+    """Validate an integer option (``bool`` excluded, any size): ``value >= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable, in words of our own that never quote its credentials or query values; else None."""
+    split = _split_url(url)
+    if split is None:
+        return (
+            "an '@' follows a '/', '?' or '#': a user name or password with an unencoded '/', '?' or '#', or a query "
+            "value with an unencoded '@'; percent-encode them, e.g. urllib.parse.quote(password, safe='')"
+        )
+    scheme, _, _, _, fragment = split
+    if scheme not in ("redis", "rediss", "unix"):
+        if not scheme:
+            return "not a URL; write it as redis://host:port/db"
+        return f"unsupported scheme {scheme!r}; use redis://, rediss:// (TLS) or unix://"
+    if fragment is not None:
+        return "it has a '#' fragment, which cuts a query value short; percent-encode '#' in values as %23"
+    parts = urlsplit(url)
+    if scheme == "unix":
+        return None if parts.path else "no socket path; write it as unix:///path/to/redis.sock"
+    if not parts.hostname:
+        return "no host; write it as redis://host:port/db"
+    try:
+        _ = parts.port
+    except ValueError:
+        return "the port must be a number from 0 to 65535"
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        return f"the path must be a database number such as /0, got {db!r}"
+    try:
+        parse_url(url)
+    except ValueError as exc:  # redis-py's messages name a query argument, never its value
+        return str(exc)
+    return None
 
 
 def _check_url(url: object) -> str:
-    """Validate a Redis URL up front, so a typo fails at construction with a message naming it (password redacted)."""
+    """Validate a Redis URL up front, so a typo fails at construction with a message naming it (redacted)."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str such as 'redis://localhost:6379/0', got {type(url).__name__}")
-    shown = redact_url(url)
-    try:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"unsupported scheme {parts.scheme!r}; use redis://, rediss:// (TLS) or unix://")
-        if parts.scheme != "unix":
-            if not parts.hostname:
-                raise ValueError("no host; write it as redis://host:port/db")
-            _ = parts.port  # raises ValueError for a non-numeric or out-of-range port
-            db = parts.path.strip("/")
-            if db and not db.isdigit():
-                raise ValueError(f"the path must be a database number, got {db!r}")
-        elif not parts.path:
-            raise ValueError("no socket path; write it as unix:///path/to/redis.sock")
-        parse_url(url)
-    except ValueError as exc:
-        reason = str(exc)
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            reason = reason.replace(password, "***")
-        raise ValueError(f"unusable Redis URL {shown!r}: {reason}") from None
+    problem = _url_problem(url)
+    if problem is not None:
+        raise ValueError(f"unusable Redis URL {redact_url(url)!r}: {problem}")
     return url
 
 
@@ -356,17 +415,23 @@ class RedisSessionKVStore(SessionKVStore):
         sweep_limit: int = 64,
     ) -> None:
         if client is not None and url is not None:
-            raise ValueError("pass either client= (you own it) or url= (the store owns its client), not both")
+            raise ValueError(
+                "Provide either a Redis client or a URL, not both: client= (you own it) or url= (the store owns its "
+                "client)"
+            )
         if client is None and url is None:
-            raise ValueError("pass client= (a redis.asyncio.Redis) or url= (e.g. 'redis://localhost:6379/0')")
+            raise ValueError(
+                "Provide either a Redis client or a URL: client= (a redis.asyncio.Redis) or url= "
+                "(e.g. 'redis://localhost:6379/0')"
+            )
         self.key_prefix = check_key(key_prefix, what="key_prefix")
         if not isinstance(indexed, bool):
             raise TypeError(f"indexed must be a bool, got {type(indexed).__name__}: {indexed!r}")
         self.indexed = indexed
-        self.operation_timeout = float(_check_number("operation_timeout", operation_timeout, minimum=0, above=True))
-        self.scan_count = int(_check_number("scan_count", scan_count, minimum=1, integer=True))
-        self.read_retries = int(_check_number("read_retries", read_retries, minimum=0, integer=True))
-        self.sweep_limit = int(_check_number("sweep_limit", sweep_limit, minimum=0, integer=True))
+        self.operation_timeout = check_seconds("operation_timeout", operation_timeout)
+        self.scan_count = _check_count("scan_count", scan_count, minimum=1)
+        self.read_retries = _check_count("read_retries", read_retries, minimum=0)
+        self.sweep_limit = _check_count("sweep_limit", sweep_limit, minimum=0)
 
         if client is not None:
             if not isinstance(client, aioredis.Redis):
@@ -414,7 +479,11 @@ class RedisSessionKVStore(SessionKVStore):
         logger.info("RedisSessionKVStore connected to %s (key_prefix=%r)", self.address, self.key_prefix)
 
     async def close(self) -> None:
-        """Close the client if the store created it from ``url``; a borrowed client stays open. Idempotent."""
+        """Close the client if the store created it from ``url``; a borrowed client stays open. Idempotent.
+
+        After closing its own client, every operation (``start`` included) raises
+        :class:`~sessionkv.errors.StoreClosedError`; over a borrowed client the store keeps working, as the client
+        does."""
         if self._owns_client and not self._closed:
             self._closed = True
             await self._client.aclose()
@@ -590,7 +659,11 @@ class RedisSessionKVStore(SessionKVStore):
     async def _run(self, operation: str, call: Callable[[], Awaitable[T]], *, retry: bool) -> T:
         """Run ``call`` within the operation deadline; translate every backend failure to StoreUnavailableError."""
         if self._closed:
-            raise RuntimeError(f"{operation}() on a closed RedisSessionKVStore ({self.address}); create a new store")
+            raise StoreClosedError(
+                f"{operation}() on a closed RedisSessionKVStore ({self.address}): close() closed the client it "
+                "created from url=; create a new store",
+                operation=operation,
+            )
         try:
             async with asyncio.timeout(self.operation_timeout):
                 return await (self._attempts(call) if retry else call())

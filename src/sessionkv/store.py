@@ -48,9 +48,10 @@ G13 Key space
 G14 Input validation
     ``key``: ``str`` else ``TypeError``; a key that cannot be encoded as UTF-8 (lone surrogates) is a ``ValueError``.
     ``value``: bytes-like (``bytes``, ``bytearray``, ``memoryview``) else ``TypeError`` (``str`` included: encode it).
-    ``ttl``: a real number (not ``bool``) else ``TypeError``; finite and ``0 < ttl <= MAX_TTL`` seconds else
-    ``ValueError``. ``keys`` arguments: a list or tuple of ``str`` (a bare ``str`` is a ``TypeError``, not a list of
-    characters). A batch with any invalid item is rejected whole, before anything is written.
+    ``ttl``: a real number (``int`` of any size, ``float``, ``Fraction``, ``Decimal``, numpy scalars; not ``bool``) else
+    ``TypeError``; finite and ``0 < ttl <= MAX_TTL`` seconds else ``ValueError`` (its message starts with
+    ``ttl must be > 0``). ``keys`` arguments: a list or tuple of ``str`` (a bare ``str`` is a ``TypeError``, not a list
+    of characters). A batch with any invalid item is rejected whole, before anything is written.
 G15 Unavailability
     A backend that cannot be reached, or that does not answer within its deadline, raises
     :class:`~sessionkv.errors.StoreUnavailableError` with the original error as ``__cause__``, never a raw driver or
@@ -66,6 +67,8 @@ import abc
 import math
 import numbers
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from fractions import Fraction
 from types import TracebackType
 from typing import ClassVar, Final, Self
 
@@ -80,6 +83,7 @@ __all__ = [
     "check_key",
     "check_keys",
     "check_prefix",
+    "check_seconds",
     "check_ttl_ns",
     "check_value",
     "ns_to_ms_ceil",
@@ -143,27 +147,61 @@ def check_value(value: object) -> bytes:
     raise TypeError(f"value must be bytes-like (bytes, bytearray or memoryview), got {type(value).__name__}")
 
 
+def _shown(value: object) -> str:
+    """``repr(value)`` cut to a readable length (``10**400`` has 401 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
+
+
+def _exact_seconds(name: str, value: object) -> Fraction:
+    """``value`` as an exact number of seconds; ``TypeError`` unless it is a real number (``Decimal`` included, ``bool``
+    excluded); ``ValueError``, worded as every ``> 0`` check here is, when it is nan or infinite."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
+        raise TypeError(
+            f"{name} must be a number of seconds (int, float, Fraction or Decimal), got "
+            f"{type(value).__name__}: {_shown(value)}"
+        )
+    if isinstance(value, numbers.Rational):  # int and its subclasses, Fraction, numpy integers
+        return Fraction(int(value.numerator), int(value.denominator))
+    if isinstance(value, Decimal):
+        if value.is_finite():
+            return Fraction(value)
+    else:
+        as_float = float(value)  # a numbers.Real (float, numpy floats, ...) converts to float by definition
+        if math.isfinite(as_float):
+            return Fraction(as_float)
+    raise ValueError(f"{name} must be > 0 and finite (seconds), got {_shown(value)}")
+
+
+def check_seconds(name: str, value: object) -> float:
+    """Validate a duration option such as ``cleanup_interval`` (``> 0``, finite, any real number) and return it as a
+    ``float``; the exceptions and messages are those of a TTL (G14), with ``name`` in place of ``ttl``."""
+    exact = _exact_seconds(name, value)
+    if exact <= 0:
+        raise ValueError(f"{name} must be > 0 (seconds), got {_shown(value)}")
+    if exact > MAX_TTL:
+        raise ValueError(f"{name} must be > 0 and at most {MAX_TTL:.0f} seconds, got {_shown(value)}")
+    return float(exact)
+
+
 def check_ttl_ns(ttl: object) -> int:
     """Validate a TTL in seconds (G14) and return it in integer nanoseconds, never less than 1.
 
-    Rounds to the nearest nanosecond so that decimal TTLs such as ``0.3`` are exactly 300 ms, not one float ulp more.
-    Any real number is accepted (``Fraction``, ``Decimal``, numpy floats); ``bool`` is not.
+    Accepts every real number but ``bool``: ``int`` (huge ones too), ``float``, ``Fraction``, ``Decimal`` and numpy
+    scalars; anything else is a ``TypeError``. Out of range (``<= 0``, ``> MAX_TTL``, nan, infinite) is a ``ValueError``
+    whose message starts ``ttl must be > 0``, never an ``OverflowError``. Converted exactly, then rounded to the nearest
+    nanosecond, so that decimal TTLs such as ``0.3`` are exactly 300 ms, not one float ulp more.
     """
     if type(ttl) is float and 0.0 < ttl <= MAX_TTL:  # the common case, kept cheap: set() is a hot path
         return round(ttl * NS_PER_SECOND) or 1
-    kind = type(ttl)
-    if kind is not float and kind is not int and (isinstance(ttl, bool) or not isinstance(ttl, numbers.Real)):
-        raise TypeError(f"ttl must be a number of seconds (int or float), got {kind.__name__}: {ttl!r}")
-    seconds = float(ttl)  # type: ignore[arg-type]  # a numbers.Real, checked above
-    if not math.isfinite(seconds):
-        raise ValueError(f"ttl must be a finite number of seconds, got {ttl!r}")
-    if seconds <= 0:
-        raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}; to remove a key use delete()")
-    if seconds > MAX_TTL:
-        raise ValueError(f"ttl must be at most {MAX_TTL:.0f} seconds (about 31.7 years), got {ttl!r}")
-    if kind is int:
-        return ttl * NS_PER_SECOND  # type: ignore[operator]  # exact for int seconds
-    return round(seconds * NS_PER_SECOND) or 1
+    if type(ttl) is int and 0 < ttl <= MAX_TTL:
+        return ttl * NS_PER_SECOND
+    exact = _exact_seconds("ttl", ttl)
+    if exact <= 0:
+        raise ValueError(f"ttl must be > 0 seconds, got {_shown(ttl)}; to remove a key use delete()")
+    if exact > MAX_TTL:
+        raise ValueError(f"ttl must be > 0 and at most {MAX_TTL:.0f} seconds (about 31.7 years), got {_shown(ttl)}")
+    return round(exact * NS_PER_SECOND) or 1
 
 
 def ns_to_ms_ceil(ns: int) -> int:
@@ -221,7 +259,7 @@ class SessionKVStore(abc.ABC):
     Values are annotated ``bytes`` as in the vision-agents reference, so existing subclasses type-check unchanged;
     at run time every backend also accepts ``bytearray`` and ``memoryview`` and stores an immutable copy (G03).
 
-    The guarantees G01 to G16 in this module's docstring hold for every implementation. Subclasses implement the eight
+    The guarantees G01 to G16 in this module's docstring hold for every implementation. Subclasses implement the seven
     abstract methods and validate their arguments with the ``check_*`` helpers of this module.
     """
 
