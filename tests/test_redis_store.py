@@ -36,6 +36,7 @@ from sessionkv import (
 )
 from sessionkv.redis_store import redact_url
 from sessionkv.testing import RedisServer
+from sessionkv.testing.faults import ErrorReply, RedisFaultProxy
 
 MODES = [pytest.param(False, id="scan"), pytest.param(True, id="indexed")]
 LEX = b"\xffsessionkv:lex\xff"
@@ -709,7 +710,7 @@ async def test_busy_script_on_the_server_raises_store_unavailable(own_server: Re
             await _wait_until_busy(admin)
             calls: list[Callable[[], Awaitable[object]]] = [lambda: store.get("k"), lambda: store.set("k", b"v", 10)]
             for call in calls:
-                with pytest.raises(StoreUnavailableError, match="cannot serve requests right now") as info:
+                with pytest.raises(StoreUnavailableError, match="busy running a script") as info:
                     await call()
                 assert isinstance(info.value.__cause__, ResponseError)
                 assert str(info.value.__cause__).startswith("BUSY")
@@ -881,3 +882,97 @@ async def test_rediss_url_talks_tls_to_a_real_server(tmp_path: Path) -> None:
             await plain.start()  # plain text to a TLS port is refused, as a StoreUnavailableError
         await plain.close()
         assert server.running
+
+
+# -- error replies: classified by exception class and error code, reads retried, writes never -----------------------
+
+# (error line or preset, transient, words of the advice). Every line is a real server's wording: redis-py maps most of
+# them to a class and strips the code from the message, which is why matching message prefixes cannot work.
+ERROR_REPLIES = [
+    pytest.param("loading", True, "loading its dataset", id="LOADING"),
+    pytest.param("busy", True, "busy running a script", id="BUSY"),
+    pytest.param("masterdown", True, "lost its link to the primary", id="MASTERDOWN"),
+    pytest.param("tryagain", True, "try again", id="TRYAGAIN"),
+    pytest.param("CLUSTERDOWN The cluster is down", True, "cluster is down", id="CLUSTERDOWN"),
+    pytest.param("readonly", False, "read-only replica; point the store at the primary", id="READONLY"),
+    pytest.param("oom", False, "out of memory", id="OOM"),
+    pytest.param("err", False, "the server rejected the command", id="ERR"),
+    pytest.param("NOPERM this user has no permissions", False, "the server rejected the command", id="NOPERM"),
+]
+
+
+@pytest_asyncio.fixture
+async def proxied(
+    sessionkv_redis_proxy: RedisFaultProxy, redis_server: RedisServer
+) -> AsyncIterator[tuple[RedisFaultProxy, aioredis.Redis]]:
+    """The fault proxy in front of this session's server, and a direct client on a flushed database."""
+    async with aioredis.Redis(host=redis_server.host, port=redis_server.port) as direct:
+        await direct.flushdb()
+        yield sessionkv_redis_proxy, direct
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("indexed", MODES)
+@pytest.mark.parametrize(("error", "transient", "advice"), ERROR_REPLIES)
+@pytest.mark.parametrize("operation", ["get", "mget", "keys"])
+async def test_reads_are_retried_on_transient_replies_only(
+    proxied: tuple[RedisFaultProxy, aioredis.Redis],
+    indexed: bool,
+    operation: str,
+    error: str,
+    transient: bool,
+    advice: str,
+) -> None:
+    proxy, _ = proxied
+    async with RedisSessionKVStore(url=proxy.url, key_prefix="e:", indexed=indexed, read_retries=2) as store:
+        await store.set("k", b"v", 60)
+        command = {"get": "GET", "mget": "MGET", "keys": "EVALSHA" if indexed else "SCAN"}[operation]
+        handle = proxy.add(ErrorReply(command=command, error=error, times=2))  # two failures, then the real answer
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "get": lambda: store.get("k"),
+            "mget": lambda: store.mget(["k"]),
+            "keys": lambda: store.keys(""),
+        }
+        expected = {"get": b"v", "mget": [b"v"], "keys": ["k"]}[operation]
+        if transient:
+            assert await calls[operation]() == expected
+            assert handle.applied == 2  # both injected replies were seen, and retried past
+        else:
+            with pytest.raises(StoreUnavailableError, match=advice) as info:
+                await calls[operation]()
+            assert handle.applied == 1  # not sent again: the same request would get the same answer
+            assert f"{operation} failed" in str(info.value)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("indexed", MODES)
+@pytest.mark.parametrize(("error", "transient", "advice"), ERROR_REPLIES)
+@pytest.mark.parametrize("operation", ["set", "mset", "expire", "delete"])
+async def test_writes_are_never_retried_and_get_the_advice_of_their_error(
+    proxied: tuple[RedisFaultProxy, aioredis.Redis],
+    indexed: bool,
+    operation: str,
+    error: str,
+    transient: bool,
+    advice: str,
+) -> None:
+    proxy, direct = proxied
+    async with RedisSessionKVStore(url=proxy.url, key_prefix="e:", indexed=indexed, read_retries=5) as store:
+        await store.set("k", b"old", 60)
+        plain = {"set": "SET", "mset": "SET", "expire": "PEXPIRE", "delete": "UNLINK"}[operation]
+        command = "EVALSHA" if indexed and operation != "delete" else plain
+        handle = proxy.add(ErrorReply(command=command, error=error))  # every attempt would fail: count them
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
+            "set": lambda: store.set("k", b"new", 60),
+            "mset": lambda: store.mset([("k", b"new", 60)]),
+            "expire": lambda: store.expire("k", ttl=600),
+            "delete": lambda: store.delete(["k"]),
+        }
+        with pytest.raises(StoreUnavailableError, match=advice) as info:
+            await calls[operation]()
+        assert handle.applied == 1, f"a {error} reply to a write was retried"
+        assert f"{operation} failed" in str(info.value)
+        assert info.value.__cause__ is not None
+        handle.remove()
+        assert await direct.get(b"e:k") == b"old"
+        assert 55_000 < await direct.pttl(b"e:k") <= 60_000  # the write never reached the server

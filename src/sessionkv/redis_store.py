@@ -42,17 +42,24 @@ Operations, one round trip each unless stated:
   UTF-8 strings) and are never listed by ``keys()``. Lua scripts touch data keys they do not declare, which rules out
   Redis Cluster (not supported by this store in either mode). Needs Redis >= 5 (scripts replicated by effects).
 
-Errors (G15): connection refused or lost, timeouts, a server that is ``LOADING``, ``BUSY`` (script), read-only or out
-of memory, and the per-operation deadline ``operation_timeout`` all raise
-:class:`~sessionkv.errors.StoreUnavailableError`, naming the operation and the server address (never the password),
-with the redis-py error as ``__cause__``. Nothing raw from redis-py or the socket escapes.
+Errors (G15): connection refused or lost, timeouts, every error reply from the server, and the per-operation deadline
+``operation_timeout`` raise :class:`~sessionkv.errors.StoreUnavailableError`, naming the operation and the server
+address (never the password), with the redis-py error as ``__cause__`` and advice fitting the error (``LOADING``,
+``BUSY``, ``MASTERDOWN``, ``TRYAGAIN``, ``CLUSTERDOWN``, ``READONLY``, ``OOM`` each have their own). Nothing raw from
+redis-py or the socket escapes. Error replies are recognised by the exception class redis-py maps them to
+(``BusyLoadingError``, ``MasterDownError``, ``ClusterDownError``, ``TryAgainError``, ``ReadOnlyError``,
+``OutOfMemoryError``; redis-py strips the code from their message) and otherwise by the error code redis-py keeps
+(``BUSY`` stays at the head of a plain ``ResponseError``). After ``close()`` of a store built from ``url``, every call
+raises :class:`~sessionkv.errors.StoreClosedError`.
 
 Retries, precisely:
 
 * ``operation_timeout`` (seconds, default 5) bounds each whole call: every attempt, backoff and SCAN page of it (a
   SCAN-mode ``keys()`` on a database of millions of keys needs a larger one, or the indexed mode).
 * Read-only operations (``get``, ``mget``, ``keys``, the ``PING`` of ``start``) are retried by the store on connection
-  errors, timeouts and ``LOADING``/``BUSY`` up to ``read_retries`` times (default 2, backoff 10 ms then doubling),
+  errors, timeouts and the transient replies ``LOADING``, ``BUSY``, ``MASTERDOWN``, ``TRYAGAIN`` and ``CLUSTERDOWN``
+  up to ``read_retries`` times (default 2, backoff 10 ms then doubling), never on ``READONLY``, ``OOM`` or a rejected
+  command (sending them again would get the same answer),
   always inside the one deadline. Replaying a read cannot change stored state; the index clean-up in an indexed
   ``keys()`` only removes entries of keys that no longer exist, so replaying it is harmless too.
 * Writes (``set``, ``mset``, ``expire``, ``delete``) are never retried by the store: a write that failed after it was
@@ -92,9 +99,14 @@ from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
+    ClusterDownError,
+    MasterDownError,
     NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -123,11 +135,32 @@ T = TypeVar("T")
 DEFAULT_KEY_PREFIX: Final = "vision_agents:"
 DEFAULT_SCAN_COUNT: Final = 2000
 _RETRY_BACKOFF_S: Final = 0.01
+_DETAIL_MAX: Final = 300
 _LEX_INDEX_HEAD: Final = b"\xffsessionkv:lex\xff"
 _EXP_INDEX_HEAD: Final = b"\xffsessionkv:exp\xff"
-# Server replies that mean "the server cannot serve this right now", as opposed to a bad request.
-_UNAVAILABLE_REPLIES: Final = ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM")
-_TRANSIENT_REPLIES: Final = ("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# Error replies are classified by the exception class redis-py maps them to (it strips the error code from the message
+# of those: redis/_parsers/base.py, EXCEPTION_CLASSES), and by the error code where it keeps it: in ``status_code``
+# (redis-py >= 6) or at the head of the message of a plain ResponseError (codes it does not map, such as BUSY, and
+# cluster codes that older redis-py versions map only in their cluster client).
+_TRANSIENT_CLASSES: Final = (BusyLoadingError, TryAgainError, ClusterDownError)  # MasterDownError is a ClusterDownError
+_TRANSIENT_CODES: Final = frozenset({"BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
+_ADVICE_BY_CODE: Final = {
+    "LOADING": "the server is loading its dataset; retry when it has finished",
+    "BUSY": "the server is busy running a script or function; retry later, or stop the script (SCRIPT KILL)",
+    "MASTERDOWN": "the replica has lost its link to the primary; retry later, or point the store at the primary",
+    "TRYAGAIN": "the server asked to try again (keys being migrated); retry later",
+    "CLUSTERDOWN": "the cluster is down; retry when it has recovered",
+    "READONLY": "the server is a read-only replica; point the store at the primary",
+    "OOM": "the server is out of memory (maxmemory reached); free memory or raise maxmemory, then write again",
+}
+_CODE_OF_CLASS: Final[tuple[tuple[type[RedisError], str], ...]] = (
+    (MasterDownError, "MASTERDOWN"),  # before ClusterDownError, its base class
+    (ClusterDownError, "CLUSTERDOWN"),
+    (TryAgainError, "TRYAGAIN"),
+    (BusyLoadingError, "LOADING"),
+    (ReadOnlyError, "READONLY"),
+    (OutOfMemoryError, "OOM"),
+)
 
 # -- Lua scripts of the indexed mode ----------------------------------------------------------------------------------
 # Common to every script: KEYS[1] = lex index (all scores 0), KEYS[2] = deadline index (score = deadline, server ms),
@@ -377,13 +410,27 @@ def _address_of(client: aioredis.Redis) -> str:
     return f"{scheme}://{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
+def _error_code(exc: BaseException) -> str | None:
+    """The Redis error code of a server error reply (``"BUSY"``, ``"OOM"``...), or ``None`` for any other error."""
+    for cls, code in _CODE_OF_CLASS:
+        if isinstance(exc, cls):
+            return code
+    if not isinstance(exc, ResponseError):
+        return None
+    status = getattr(exc, "status_code", None)  # kept by redis-py >= 6 for the codes it maps
+    if isinstance(status, str) and status:
+        return status
+    head = str(exc).split(" ", 1)[0]
+    return head if head.isupper() and head.isalpha() else None
+
+
 def _is_transient(exc: BaseException) -> bool:
     """True for errors after which a read may succeed if sent again (not for bad credentials or bad requests)."""
     if isinstance(exc, (AuthenticationError, AuthorizationError)):
         return False
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError, *_TRANSIENT_CLASSES)):
         return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+    return _error_code(exc) in _TRANSIENT_CODES
 
 
 class RedisSessionKVStore(SessionKVStore):
@@ -681,16 +728,17 @@ class RedisSessionKVStore(SessionKVStore):
     def _describe(self, operation: str, exc: BaseException) -> str:
         where = f"Redis at {self.address}"
         detail = f"{type(exc).__name__}: {exc}"
+        if len(detail) > _DETAIL_MAX:  # redis-py quotes a failed pipeline command with its arguments (values too)
+            detail = detail[:_DETAIL_MAX] + "..."
+        code = _error_code(exc)
         if isinstance(exc, (AuthenticationError, AuthorizationError)):
             advice = "check the username and password given to the store"
-        elif isinstance(exc, BusyLoadingError):
-            advice = "the server is loading its dataset; retry when it has finished"
+        elif code in _ADVICE_BY_CODE:
+            advice = _ADVICE_BY_CODE[code]
         elif isinstance(exc, RedisTimeoutError):
             advice = "the server did not answer in time; check that it is up and not overloaded"
         elif isinstance(exc, (RedisConnectionError, OSError)):
             advice = "check that the server is running and reachable from this host"
-        elif isinstance(exc, ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES):
-            advice = "the server cannot serve requests right now; retry later"
         else:
             advice = "the server rejected the command"
         return f"{operation} failed: {where}: {detail}; {advice}"
