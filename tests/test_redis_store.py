@@ -574,12 +574,13 @@ async def test_batches_of_10k_keys_take_one_round_trip_each(counting_client: aio
         rounds[name] = CountingConnection.sends - before
     stats = await counting_client.info("commandstats")
     assert rounds["mset"] == rounds["mget"] == rounds["expire"] == rounds["delete"] == 1
-    # SCAN mode walks the ~16k-slot table in pages of scan_count slots; indexed mode asks once
-    assert rounds["keys"] == 1 if indexed else rounds["keys"] <= 2 * 16_384 // store.scan_count
+    # SCAN mode walks the ~16k-slot table in pages of scan_count slots; indexed mode reads the 10k matches in pages of
+    # scan_count entries, the last page being the first one that is not full
+    pages = len(keys) // store.scan_count + 1
+    assert rounds["keys"] == pages if indexed else rounds["keys"] <= 2 * 16_384 // store.scan_count
     assert stats["cmdstat_mget"]["calls"] == 1
     if indexed:
-        assert stats["cmdstat_evalsha"]["calls"] == 3  # mset, expire, keys: one script call each
-        assert rounds["keys"] == 1
+        assert stats["cmdstat_evalsha"]["calls"] == 2 + pages  # mset, expire: one script call each; keys: paged
     else:
         assert stats["cmdstat_exec"]["calls"] == 2  # mset and expire: one transaction each
         assert stats["cmdstat_set"]["calls"] == 10_000
@@ -976,3 +977,82 @@ async def test_writes_are_never_retried_and_get_the_advice_of_their_error(
         handle.remove()
         assert await direct.get(b"e:k") == b"old"
         assert 55_000 < await direct.pttl(b"e:k") <= 60_000  # the write never reached the server
+
+
+# -- indexed keys(): paged, so one call never holds the server for the whole listing ----------------------------------
+
+
+class HoldingConnection(Connection):
+    """A real connection that, before sending its ``hold_at``-th EVALSHA, signals ``held`` and waits for ``go``."""
+
+    evalshas = 0
+    hold_at = 0
+    held: asyncio.Event | None = None
+    go: asyncio.Event | None = None
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        cls = type(self)
+        if isinstance(command, list) and b"EVALSHA" in b"".join(command)[:40]:
+            cls.evalshas += 1
+            if cls.evalshas == cls.hold_at and cls.held is not None and cls.go is not None:
+                cls.held.set()
+                await cls.go.wait()
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.mark.asyncio
+async def test_indexed_keys_reads_in_pages_of_bounded_work(redis_client: aioredis.Redis) -> None:
+    store = RedisSessionKVStore(client=redis_client, key_prefix="pg:", indexed=True, scan_count=500)
+    matching = [f"m/{i:05d}" for i in range(5_000)]
+    for start in range(0, len(matching), 1_000):
+        await store.mset([(key, b"v", 60) for key in matching[start : start + 1_000]])
+    await store.mset([(f"other/{i}", b"v", 60) for i in range(1_000)])
+    saved = {str(name): str(value) for name, value in (await redis_client.config_get("slowlog-*")).items()}
+    await redis_client.config_set("slowlog-max-len", 100_000)
+    await redis_client.config_set("slowlog-log-slower-than", 0)  # log every command, with its duration
+    await redis_client.slowlog_reset()
+    await redis_client.config_resetstat()
+    try:
+        listed = await store.keys("m/")
+        stats = await redis_client.info("commandstats")
+        log = await redis_client.slowlog_get(100_000)
+    finally:
+        for name, value in saved.items():
+            await redis_client.config_set(name, value)
+    assert sorted(listed) == matching
+    pages = len(matching) // store.scan_count + 1  # ten full pages, then an empty one that ends the listing
+    assert stats["cmdstat_evalsha"]["calls"] == pages
+    script_calls = [entry for entry in log if entry["command"].startswith(b"EVALSHA")]
+    assert len(script_calls) == pages
+    # each call examined at most one page (its last argument is the LIMIT); the log keeps their durations (us) too
+    assert all(entry["command"].endswith(b" 500") for entry in script_calls)
+
+
+@pytest.mark.asyncio
+async def test_indexed_keys_lets_other_clients_in_between_pages_and_stays_consistent(
+    redis_server: RedisServer, redis_client: aioredis.Redis
+) -> None:
+    pool = aioredis.ConnectionPool(connection_class=HoldingConnection, host=redis_server.host, port=redis_server.port)
+    HoldingConnection.evalshas, HoldingConnection.hold_at = 0, 3  # hold back the 3rd page
+    HoldingConnection.held, HoldingConnection.go = asyncio.Event(), asyncio.Event()
+    writer = RedisSessionKVStore(client=redis_client, key_prefix="pc:", indexed=True)
+    keys = [f"k/{i:04d}" for i in range(1_000)]
+    await writer.mset([(key, b"v", 60) for key in keys])
+    async with aioredis.Redis.from_pool(pool) as client:
+        store = RedisSessionKVStore(client=client, key_prefix="pc:", indexed=True, scan_count=100)
+        listing = asyncio.ensure_future(store.keys("k/"))
+        await HoldingConnection.held.wait()  # two pages (k/0000-k/0199) listed, the third not yet sent
+        assert await redis_client.ping()  # the server serves others between pages
+        await writer.set("k/0050", b"again", 60)  # rewritten behind the cursor: not listed twice
+        await writer.set("k/0050a", b"new", 60)  # new behind the cursor: cannot be listed
+        await writer.set("k/9999", b"new", 60)  # new ahead of the cursor: listed
+        await writer.delete(["k/0500"])  # deleted ahead of the cursor: not listed
+        await redis_client.pexpire(b"pc:k/0600", 1)  # expires ahead of the cursor: never listed
+        async with asyncio.timeout(10):
+            while await redis_client.exists(b"pc:k/0600"):  # noqa: ASYNC110 - polling the server, not a local flag
+                await asyncio.sleep(0.005)
+        HoldingConnection.go.set()
+        listed = await listing
+    HoldingConnection.held = HoldingConnection.go = None
+    assert len(listed) == len(set(listed))
+    assert sorted(listed) == sorted({*keys, "k/9999"} - {"k/0500", "k/0600"})
