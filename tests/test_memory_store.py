@@ -181,3 +181,20 @@ async def test_start_is_idempotent_and_the_store_works_after_close() -> None:
     await store.close()
     assert await store.get("k") == b"v"
     assert "stored_keys=1" in repr(store)
+
+
+@pytest.mark.asyncio
+async def test_a_bounded_sweep_never_walks_the_current_bucket() -> None:
+    """A bounded sweep costs O(limit): the keys of the current bucket (a bulk load's, all in one) are left to a later
+    sweep, instead of being checked one by one on every call of the background loop."""
+    clock = VirtualClock(start=(10 << _BUCKET_SHIFT) / 1e9)  # at the start of a bucket
+    store = InMemorySessionKVStore(clock=clock)
+    await store.mset([(f"k{i}", b"", 0.1 if i % 2 else 0.5) for i in range(1_000)])
+    await clock.advance(0.2)  # half expired, all still in the current bucket
+    assert store.sweep(limit=10) == 0
+    assert stored(store) == 1_000
+    assert len(await store.keys("k")) == 500  # invisible all the same
+    assert store.sweep() == 500  # the unbounded sweep is exact
+    await clock.advance(1.1)  # the bucket is now in the past: bounded sweeps reclaim it, limit by limit
+    assert [store.sweep(limit=300), store.sweep(limit=300)] == [300, 200]
+    assert_consistent(store)

@@ -16,8 +16,9 @@ Data structures, and what each operation costs with ``n`` live keys:
   ``benchmarks/bench_memory_store.py`` prints the first ``keys()`` after a burst next to the following ones, the
   worst call of every operation, and ``set (new key)`` next to the overwrite.
 * ``_buckets``: the keys grouped by deadline into buckets of 2**30 ns (about 1.07 s), plus a min-heap of bucket ids.
-  A sweep pops only buckets that lie wholly in the past and scans only the current bucket, so it costs in proportion
-  to the keys that expired (plus those due within the same ~1 s), never to all keys. A key lives in exactly one bucket,
+  A sweep pops only buckets that lie wholly in the past (the bounded background sweep stops there: O(limit) per call)
+  and, when unbounded, scans the current bucket, so it costs in proportion to the keys that expired (plus those due
+  within the same ~1 s), never to all keys. A key lives in exactly one bucket,
   so rewriting a key (a heartbeat) moves it instead of leaving stale entries behind.
 """
 
@@ -179,8 +180,11 @@ class InMemorySessionKVStore(SessionKVStore):
     def sweep(self, *, limit: int | None = None) -> int:
         """Reclaim the memory of expired keys now and return how many were removed (at most ``limit``).
 
-        Costs O(removed + keys due within the current ~1 s bucket); never walks live keys of later buckets. Expired
-        keys are invisible whether or not they have been swept: this only frees memory.
+        With a ``limit`` (the background sweep uses 10 000), only buckets that lie wholly in the past are swept: a call
+        costs O(limit) whatever the store holds, and expired keys of the current ~1 s bucket wait for a later sweep.
+        Without one, it also checks every key of the current bucket, reclaiming exactly the expired keys at a cost of
+        O(removed + keys due within the current ~1 s). It never walks live keys of later buckets. Expired keys are
+        invisible whether or not they have been swept: this only frees memory.
         """
         now = self._now_ns()
         current = now >> _BUCKET_SHIFT
@@ -194,10 +198,10 @@ class InMemorySessionKVStore(SessionKVStore):
                 while bucket and (limit is None or removed < limit):
                     self._forget(bucket.pop())
                     removed += 1
+            elif limit is not None:
+                break  # finding the due keys of the current bucket means checking all of it: not in a bounded call
             else:
                 due = [key for key in bucket if entries[key][1] <= now]
-                if limit is not None:
-                    due = due[: limit - removed]
                 for key in due:
                     bucket.discard(key)
                     self._forget(key)
