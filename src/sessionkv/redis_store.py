@@ -93,6 +93,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
@@ -159,6 +160,9 @@ _ADVICE_BY_CODE: Final = {
     "READONLY": "the server is a read-only replica; point the store at the primary",
     "OOM": "the server is out of memory (maxmemory reached); free memory or raise maxmemory, then write again",
 }
+_CODE_AT_HEAD: Final = re.compile(r"([A-Z][A-Z_]+) ")
+_CODE_IN_PIPELINE: Final = re.compile(r"of pipeline caused error: \(?['\"]?([A-Z][A-Z_]+) ")
+"""redis-py rewrites the message of an error in a pipeline: ``Command # 1 (...) of pipeline caused error: (...)``."""
 _CODE_OF_CLASS: Final[tuple[tuple[type[RedisError], str], ...]] = (
     (MasterDownError, "MASTERDOWN"),  # before ClusterDownError, its base class
     (ClusterDownError, "CLUSTERDOWN"),
@@ -428,8 +432,8 @@ def _error_code(exc: BaseException) -> str | None:
     status = getattr(exc, "status_code", None)  # kept by redis-py >= 6 for the codes it maps
     if isinstance(status, str) and status:
         return status
-    head = str(exc).split(" ", 1)[0]
-    return head if head.isupper() and head.isalpha() else None
+    match = _CODE_AT_HEAD.match(str(exc)) or _CODE_IN_PIPELINE.search(str(exc))
+    return match.group(1) if match else None
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -596,7 +600,7 @@ class RedisSessionKVStore(SessionKVStore):
         try:
             value = await self._run("get", fetch, retry=True)
         except StoreUnavailableError as exc:
-            if isinstance(exc.cause, ResponseError) and str(exc.cause).startswith("WRONGTYPE"):
+            if exc.cause is not None and _error_code(exc.cause) == "WRONGTYPE":
                 raise CorruptRecordError(key, "it holds a Redis value that is not a string") from exc.cause
             raise
         return value
