@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import struct
@@ -40,6 +41,8 @@ from sessionkv.testing.faults.transcript import MAX_RECORDED_BYTES, EventKind, T
 
 __all__ = ["ConnectionInfo", "FaultHandle", "RedisFaultProxy"]
 
+_log = logging.getLogger("sessionkv.testing.faults")
+
 _PUSH: Final = ord(">")
 _SCAN_CURSOR_INDEX: Final = {b"SCAN": 1, b"SSCAN": 2, b"HSCAN": 2, b"ZSCAN": 2}
 # After these, one command no longer yields exactly one reply: stop pairing replies with commands on that connection.
@@ -60,6 +63,12 @@ _UNPAIRED_COMMANDS: Final = frozenset(
 # Fake SCAN cursors live far above the cursors redis-server hands out for any realistic keyspace, below 2**64.
 _FAKE_CURSOR_BASE: Final = 18_000_000_000_000_000_000
 _MAX_FAKE_CURSORS: Final = 10_000
+_FAKE_CURSOR_FLOOR: Final = str(_FAKE_CURSOR_BASE).encode()
+_EXPIRED_CURSOR: Final = b"expired"
+_EXPIRED_CURSOR_REPLY: Final = encode_error(
+    f"ERR invalid cursor (a fake SCAN cursor of the sessionkv proxy, forgotten after {_MAX_FAKE_CURSORS} newer ones)"
+)
+_UNREACHABLE_LOG_INTERVAL_S: Final = 10.0
 _LINGER_ZERO: Final = struct.pack("ii", 1, 0)
 # MULTI/EXEC bookkeeping (redis 7 semantics): the commands that open or end a transaction on the server.
 _TRANSACTION_COMMANDS: Final = frozenset({b"MULTI", b"EXEC", b"DISCARD", b"RESET"})
@@ -225,10 +234,13 @@ class _Side(asyncio.Protocol):
         if link is None or link.closed:
             return
         now = time.monotonic_ns()
-        if self.role == "client":
-            link.from_client(data, now)
-        else:
-            link.from_server(data, now)
+        try:
+            if self.role == "client":
+                link.from_client(data, now)
+            else:
+                link.from_server(data, now)
+        except Exception as exc:  # a fault's bug: never let it stop one direction silently
+            link.crashed(f"{'commands' if self.role == 'client' else 'replies'}", exc)
 
     def eof_received(self) -> bool:
         link = self.link
@@ -324,6 +336,8 @@ class _Outbound:
                     item.then()
         except (ConnectionError, OSError) as exc:
             link.close(f"{self.direction} write failed: {exc!r}")
+        except Exception as exc:  # a byte fault's bug: never let it stop this direction silently
+            link.crashed(self.direction, exc)
         finally:
             self.busy = False
 
@@ -415,7 +429,9 @@ class _Link:
                 proxy.connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
-            self.close(f"upstream {proxy.upstream_host}:{proxy.upstream_port} unreachable: {exc!r}")
+            reason = f"upstream {proxy.upstream_host}:{proxy.upstream_port} unreachable: {exc!r}"
+            proxy._warn_unreachable(reason)
+            self.close(reason)
             return
         if self.closed:  # closed (proxy stopped, proxy down) while connecting
             assert self.server.transport is not None
@@ -455,11 +471,24 @@ class _Link:
                 if side.transport is not None:
                     side.transport.close()
 
-    def reset(self, reason: str) -> None:
-        """Reset both sides (RST, unsent data discarded). Idempotent."""
+    def reset(self, reason: str, *, flush_upstream: bool = False) -> None:
+        """Reset both sides (RST, unsent data discarded). Idempotent.
+
+        ``flush_upstream``: the server side is closed gracefully instead (what was written to it is delivered, then
+        FIN), so that commands forwarded before the reset are run by the server; the client still sees a reset."""
         if self._finish(f"reset: {reason}"):
             _abort_with_rst(self.client.transport)
-            _abort_with_rst(self.server.transport)
+            if flush_upstream:
+                if self.server.transport is not None:
+                    self.server.transport.close()
+            else:
+                _abort_with_rst(self.server.transport)
+
+    def crashed(self, where: str, exc: Exception) -> None:
+        """A fault (or the proxy) raised ``exc`` while handling ``where``: log it, record it, close both sides."""
+        reason = f"proxy error handling {where}: {exc!r}"
+        _log.error("sessionkv fault proxy: connection #%d closed: %s", self.index, reason, exc_info=exc)
+        self.close(reason)
 
     def abort(self) -> None:
         """Close both sockets at once, discarding unsent data (used when a graceful close does not finish)."""
@@ -517,6 +546,11 @@ class _Link:
                 if parsed is None:
                     break
                 args, end = parsed
+                if not args:
+                    # An empty inline line (or an empty array): redis-server ignores it and sends no reply, so it
+                    # is forwarded but neither recorded, offered to faults, nor waits for a reply.
+                    pos = end
+                    continue
                 # Keep what the transcript records small: only a frame longer than the limit can hold a long argument.
                 recorded = tuple(args) if end - pos <= MAX_RECORDED_BYTES else tuple(clip(arg) for arg in args)
                 if record:
@@ -525,7 +559,11 @@ class _Link:
                 upper = args[0].upper() if args else b""
                 if upper == b"CLIENT" or upper == b"HELLO":
                     self._observe_name(args)
-                replacement = self._translate_scan_cursor(upper, args) if proxy._fake_cursors else None
+                replacement = self._translate_scan_cursor(upper, args) if proxy._next_fake_cursor else None
+                if replacement == _EXPIRED_CURSOR:
+                    verdict = Verdict.error(_EXPIRED_CURSOR_REPLY, detail="forgotten fake SCAN cursor: not sent")
+                    proxy._record(self.index, "fault", command=recorded, fault="proxy", detail=verdict.detail)
+                    replacement = None
                 if (self.in_multi or upper in _TRANSACTION_COMMANDS) and self._exec_as_discard(
                     upper, recorded, verdict
                 ):
@@ -552,7 +590,7 @@ class _Link:
                         if out:
                             to_server.send(b"".join(out), arrival_ns=now)
                         self._client_rest = b""
-                        to_server.send(b"", arrival_ns=now, then=lambda: self.reset("command dropped before server"))
+                        to_server.send(b"", arrival_ns=now, then=self._reset_command_dropped)
                         return
                     if verdict.reply is not None:
                         self._reply_from_proxy(recorded, verdict, now)
@@ -604,6 +642,9 @@ class _Link:
             self.in_multi = self.multi_dirty = False
         return False
 
+    def _reset_command_dropped(self) -> None:
+        self.reset("command dropped before server", flush_upstream=True)
+
     def _reset_reply_lost(self) -> None:
         self.reset("reply lost after the server ran the command")
 
@@ -629,9 +670,12 @@ class _Link:
         index = _SCAN_CURSOR_INDEX.get(upper)
         if index is None or len(args) <= index:
             return None
-        real = self.proxy._fake_cursors.get(args[index])
+        cursor = args[index]
+        real = self.proxy._real_cursor(cursor)
         if real is None:
-            return None
+            # A cursor in the fake range that the proxy no longer remembers must not reach the server as a real one
+            # (it would resume the iteration at a random place, or end it): the client gets an error instead.
+            return _EXPIRED_CURSOR if _looks_fake(cursor) else None
         return encode_command([*args[:index], real, *args[index + 1 :]])
 
     def _on_server_bytes(self, chunk: bytes, now: int) -> None:
@@ -749,6 +793,11 @@ class _Link:
         self._server_rest = data[pos:] if pos < n else b""
 
 
+def _looks_fake(cursor: bytes) -> bool:
+    """Whether ``cursor`` lies in the range of the proxy's fake SCAN cursors (20 digits, from the base up)."""
+    return len(cursor) == len(_FAKE_CURSOR_FLOOR) and cursor.isdigit() and cursor > _FAKE_CURSOR_FLOOR
+
+
 def _is_client_reply(args: list[bytes]) -> bool:
     return len(args) >= 2 and args[1].upper() == b"REPLY"
 
@@ -806,6 +855,8 @@ class RedisFaultProxy:
         self._command_handles: list[FaultHandle] = []
         self._fake_cursors: dict[bytes, bytes] = {}
         self._next_fake_cursor = 0
+        self._unreachable_count = 0
+        self._unreachable_logged_at = float("-inf")
 
     def __repr__(self) -> str:
         upstream = f"{self.upstream_host}:{self.upstream_port}"
@@ -1026,13 +1077,31 @@ class RedisFaultProxy:
         self._relisten.add(task)
         task.add_done_callback(self._relisten.discard)
 
+    def _warn_unreachable(self, reason: str) -> None:
+        """Log why a client's connection is being closed: once, then at most once per interval with a count."""
+        now = time.monotonic()
+        self._unreachable_count += 1
+        if now - self._unreachable_logged_at < _UNREACHABLE_LOG_INTERVAL_S:
+            return
+        count, self._unreachable_count = self._unreachable_count, 0
+        self._unreachable_logged_at = now
+        also = f" ({count} client connections closed for this since the last message)" if count > 1 else ""
+        _log.warning("sessionkv fault proxy %s: closing a client connection: %s%s", self.url, reason, also)
+
     def _fake_scan_cursor(self, real_cursor: bytes) -> bytes:
         self._next_fake_cursor += 1
         fake = str(_FAKE_CURSOR_BASE + self._next_fake_cursor).encode()
         if len(self._fake_cursors) >= _MAX_FAKE_CURSORS:
-            del self._fake_cursors[next(iter(self._fake_cursors))]
+            del self._fake_cursors[next(iter(self._fake_cursors))]  # the least recently used
         self._fake_cursors[fake] = real_cursor
         return fake
+
+    def _real_cursor(self, fake: bytes) -> bytes | None:
+        """The real cursor ``fake`` stands for (``None`` if it is not a remembered fake); marks it recently used."""
+        real = self._fake_cursors.pop(fake, None)
+        if real is not None:
+            self._fake_cursors[fake] = real
+        return real
 
     # -- transcript ------------------------------------------------------------------------------------------------
 
