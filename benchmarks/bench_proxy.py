@@ -1,138 +1,189 @@
-"""Pass-through overhead of RedisFaultProxy with no fault installed, against the same redis-server directly.
+"""Pass-through cost of RedisFaultProxy, measured with clients that are not the bottleneck.
 
-Starts its own redis-server and proxy, then alternates direct and proxied rounds (so both see the same machine load):
+Starts its own redis-server and a proxy in its own process (``python -m sessionkv.testing.faults.cli``, as the
+``sessionkv proxy`` command runs it), then alternates direct and proxied rounds so both see the same machine load:
 
-- throughput: pipelined SET/GET pairs with redis.asyncio, commands per second (goal: proxied >= 50% of direct);
-- latency: sequential GETs, median round trip, and the median added by the proxy (goal: <= 100 µs).
+- throughput: ``redis-benchmark -t get -P 16 -c 50`` (the C client shipped with redis), requests per second, median
+  and spread of the rounds (goal: proxied >= 50% of direct);
+- latency: one connection sending GETs one at a time from a blocking socket (a few µs of client work per call), round
+  trip p50 / p99 / worst and the first call on a fresh connection (goal: p50 adds <= 100 µs).
 
-By default the proxy runs in its own process (``sessionkv.testing.faults.cli``), as it would from the CLI; ``--inline``
-runs it in the benchmark's own event loop instead, where it competes with the client for one core.
+Proxy modes (``--mode``, repeatable; default all three):
 
-    python benchmarks/bench_proxy.py            # full run, ~30 s
+- ``resp``: RESP framing on, no fault (commands and replies recorded in the transcript);
+- ``fault``: RESP framing plus a command fault that matches no command of the benchmark (every frame is parsed, paired
+  and offered to the fault: the cost of having command faults installed);
+- ``raw``: no RESP framing (byte faults only).
+
+    python benchmarks/bench_proxy.py            # full run, ~1 min
     python benchmarks/bench_proxy.py --quick    # CI smoke, a few seconds
-    python benchmarks/bench_proxy.py --raw      # proxy without RESP framing (byte faults only, no transcript)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from sessionkv.testing import RedisServer
-from sessionkv.testing.faults import RedisFaultProxy
+
+MODES = {
+    "resp": [],
+    "fault": ["--fault", "lose_reply:command=NO-SUCH-COMMAND"],
+    "raw": ["--raw"],
+}
+GET = b"*2\r\n$3\r\nGET\r\n$10\r\nbench:seq0\r\n"
+VALUE = b"x" * 64
+REPLY = b"$64\r\n" + VALUE + b"\r\n"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     rounds: int
-    pipeline_batches: int
-    batch_pairs: int
+    requests: int
     sequential_ops: int
 
 
-FULL = Settings(rounds=5, pipeline_batches=200, batch_pairs=100, sequential_ops=3000)
-QUICK = Settings(rounds=2, pipeline_batches=20, batch_pairs=100, sequential_ops=300)
+FULL = Settings(rounds=5, requests=400_000, sequential_ops=5_000)
+QUICK = Settings(rounds=1, requests=50_000, sequential_ops=500)
 
 
-async def pipelined_ops_per_s(client: aioredis.Redis, settings: Settings) -> float:
-    value = b"v" * 64
-    start = time.perf_counter()
-    for batch in range(settings.pipeline_batches):
-        async with client.pipeline(transaction=False) as pipe:
-            for i in range(settings.batch_pairs):
-                key = f"bench:{batch % 10}:{i}"
-                pipe.set(key, value)
-                pipe.get(key)
-            await pipe.execute()
-    elapsed = time.perf_counter() - start
-    return settings.pipeline_batches * settings.batch_pairs * 2 / elapsed
+def redis_benchmark_rps(port: int, requests: int) -> float:
+    """Requests per second of ``redis-benchmark -t get -P 16 -c 50`` against ``127.0.0.1:port``."""
+    out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-t",
+            "get",
+            "-P",
+            "16",
+            "-c",
+            "50",
+            "-n",
+            str(requests),
+            "--csv",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith('"GET"'):
+            return float(line.split(",")[1].strip('"'))
+    raise RuntimeError(f"unexpected redis-benchmark output: {out!r}")
 
 
-async def sequential_latencies_us(client: aioredis.Redis, settings: Settings) -> list[float]:
-    await client.set("bench:seq", b"x")
-    samples = []
-    for _ in range(settings.sequential_ops):
-        start = time.perf_counter_ns()
-        await client.get("bench:seq")
-        samples.append((time.perf_counter_ns() - start) / 1000)
-    return samples
+def _read_reply(sock: socket.socket) -> None:
+    got = b""
+    while len(got) < len(REPLY):
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("connection closed mid-reply")
+        got += chunk
+    if got != REPLY:
+        raise RuntimeError(f"unexpected reply {got[:40]!r}")
 
 
-@contextlib.asynccontextmanager
-async def proxy_address(server: RedisServer, *, inline: bool, raw: bool) -> AsyncIterator[tuple[str, int]]:
-    if inline:
-        async with RedisFaultProxy(server.host, server.port, resp=not raw) as proxy:
-            yield proxy.host, proxy.port
-        return
+def sequential_round_trips_us(port: int, ops: int) -> tuple[float, list[float]]:
+    """(first call on a fresh connection, then ``ops`` further calls), each a GET round trip in µs."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        samples = []
+        for _ in range(ops + 1):
+            start = time.perf_counter_ns()
+            sock.sendall(GET)
+            _read_reply(sock)
+            samples.append((time.perf_counter_ns() - start) / 1000)
+    return samples[0], samples[1:]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextlib.contextmanager
+def proxy_port(server: RedisServer, mode: str) -> Iterator[int]:
     command = [sys.executable, "-m", "sessionkv.testing.faults.cli", "--upstream", f"{server.host}:{server.port}"]
-    if raw:
-        command.append("--raw")
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    process = subprocess.Popen([*command, *MODES[mode]], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
-        line = (await process.stdout.readline()).decode()  # "listening redis://HOST:PORT/0 -> ..."
+        line = process.stdout.readline()  # "listening redis://HOST:PORT/0 -> ..."
         if not line.startswith("listening "):
             raise RuntimeError(f"proxy did not start: {line!r}")
-        address = line.split()[1].removeprefix("redis://").rsplit("/", 1)[0]
-        host, port = address.rsplit(":", 1)
-        yield host, int(port)
+        yield int(line.split()[1].rsplit("/", 1)[0].rsplit(":", 1)[1])
     finally:
         process.terminate()
-        await process.wait()
+        process.wait(timeout=30)
 
 
-async def run(settings: Settings, *, inline: bool, raw: bool) -> int:
+def spread(values: list[float]) -> str:
+    return f"{min(values):,.0f}..{max(values):,.0f}"
+
+
+def run(settings: Settings, modes: list[str]) -> int:
+    if shutil.which("redis-benchmark") is None:
+        print("redis-benchmark not found (Debian/Ubuntu: apt-get install redis-tools)", file=sys.stderr)
+        return 1
     with RedisServer() as server:
-        async with proxy_address(server, inline=inline, raw=raw) as (proxy_host, proxy_port):
-            direct = aioredis.Redis(host=server.host, port=server.port)
-            proxied = aioredis.Redis(host=proxy_host, port=proxy_port)
-            try:
-                for client in (direct, proxied):  # warm up: connections made, code paths hot
-                    await pipelined_ops_per_s(client, QUICK)
-                    await sequential_latencies_us(client, QUICK)
-                throughput: dict[str, list[float]] = {"direct": [], "proxy": []}
-                latency: dict[str, list[float]] = {"direct": [], "proxy": []}
+        with socket.create_connection((server.host, server.port)) as sock:
+            sock.sendall(b"*3\r\n$3\r\nSET\r\n$10\r\nbench:seq0\r\n$64\r\n" + VALUE + b"\r\n")
+            sock.recv(64)
+        for mode in modes:
+            with proxy_port(server, mode) as port:
+                targets = {"direct": server.port, "proxy": port}
+                firsts = {name: sequential_round_trips_us(p, 1)[0] for name, p in targets.items()}
+                for p in targets.values():  # warm up both paths
+                    redis_benchmark_rps(p, settings.requests // 10)
+                rps: dict[str, list[float]] = {"direct": [], "proxy": []}
+                trips: dict[str, list[float]] = {"direct": [], "proxy": []}
                 for _ in range(settings.rounds):
-                    for name, client in (("direct", direct), ("proxy", proxied)):
-                        throughput[name].append(await pipelined_ops_per_s(client, settings))
-                        latency[name].append(statistics.median(await sequential_latencies_us(client, settings)))
-            finally:
-                await direct.aclose()
-                await proxied.aclose()
-    mode = ("inline" if inline else "separate process") + (", raw (no RESP framing)" if raw else ", RESP framing")
-    t_direct = statistics.median(throughput["direct"])
-    t_proxy = statistics.median(throughput["proxy"])
-    l_direct = statistics.median(latency["direct"])
-    l_proxy = statistics.median(latency["proxy"])
-    ratio = t_proxy / t_direct
-    added = l_proxy - l_direct
-    print(f"proxy: {mode}; medians of {settings.rounds} alternating rounds")
-    print(
-        f"pipelined SET/GET ({settings.batch_pairs * 2} commands per pipeline): direct {t_direct:,.0f} cmd/s, "
-        f"proxy {t_proxy:,.0f} cmd/s = {ratio:.0%} of direct (goal >= 50%)"
-    )
-    print(
-        f"sequential GET median round trip: direct {l_direct:.0f} µs, proxy {l_proxy:.0f} µs, "
-        f"added {added:.0f} µs (goal <= 100 µs)"
-    )
+                    for name, p in targets.items():
+                        rps[name].append(redis_benchmark_rps(p, settings.requests))
+                        trips[name].extend(sequential_round_trips_us(p, settings.sequential_ops)[1])
+            report(mode, settings, rps, trips, firsts)
     return 0
+
+
+def report(
+    mode: str, settings: Settings, rps: dict[str, list[float]], trips: dict[str, list[float]], firsts: dict[str, float]
+) -> None:
+    direct, proxied = statistics.median(rps["direct"]), statistics.median(rps["proxy"])
+    print(f"== proxy mode {mode!r} ({' '.join(MODES[mode]) or 'no fault'}); {settings.rounds} alternating rounds")
+    print(
+        f"redis-benchmark -t get -P 16 -c 50 -n {settings.requests}: direct {direct:,.0f} req/s "
+        f"(rounds {spread(rps['direct'])}), proxy {proxied:,.0f} req/s (rounds {spread(rps['proxy'])}) "
+        f"= {proxied / direct:.0%} of direct (goal >= 50%)"
+    )
+    row = {name: (percentile(v, 0.5), percentile(v, 0.99), max(v)) for name, v in trips.items()}
+    for name in ("direct", "proxy"):
+        p50, p99, worst = row[name]
+        print(
+            f"sequential GET round trip, {name:>6}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  worst {worst:7.0f} µs  "
+            f"first call {firsts[name]:6.0f} µs  ({len(trips[name])} calls)"
+        )
+    added = row["proxy"][0] - row["direct"][0]
+    print(f"added by the proxy: p50 {added:.0f} µs (goal <= 100 µs), p99 {row['proxy'][1] - row['direct'][1]:.0f} µs")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds, for CI smoke tests")
-    parser.add_argument("--inline", action="store_true", help="run the proxy in the benchmark's own event loop")
-    parser.add_argument("--raw", action="store_true", help="proxy without RESP framing")
+    parser.add_argument("--mode", action="append", choices=sorted(MODES), help="proxy mode(s) to measure")
     args = parser.parse_args(argv)
-    return asyncio.run(run(QUICK if args.quick else FULL, inline=args.inline, raw=args.raw))
+    return run(QUICK if args.quick else FULL, args.mode or list(MODES))
 
 
 if __name__ == "__main__":

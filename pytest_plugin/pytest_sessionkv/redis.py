@@ -6,6 +6,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 import redis.asyncio as aioredis
 
 from pytest_sessionkv.options import Settings
@@ -50,17 +51,41 @@ class ExternalRedis:
     def url(self) -> str:
         return self._url
 
+    @property
+    def shown_url(self) -> str:
+        """The URL without its credentials."""
+        return redact_url(self._url)
+
     def __repr__(self) -> str:
-        return f"ExternalRedis({redact_url(self._url)!r})"
+        return f"ExternalRedis({self.shown_url!r})"
 
     def stop(self) -> None:
         """Nothing to do: the server is not ours."""
+
+    def check_reachable(self, timeout_s: float = 5.0) -> None:
+        """Fail the session's Redis with one short message if the server does not answer ``PING``."""
+        client = redis.Redis.from_url(self._url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        try:
+            client.ping()
+            return
+        except redis.RedisError as exc:
+            problem = str(exc)
+        finally:
+            client.close()
+        # raised outside the except block: one line, without the chain of redis-py's internal exceptions
+        pytest.fail(
+            f"sessionkv: --sessionkv-redis-url {self.shown_url} does not answer PING ({problem}); start that server, "
+            "fix the URL, or drop the option to let sessionkv start its own redis-server",
+            pytrace=False,
+        )
 
 
 def start_redis(settings: Settings) -> RedisHandle:
     """Start a redis-server (or adopt the external one); skip or fail with the reason when none can be had."""
     if settings.redis_url:
-        return ExternalRedis(settings.redis_url)
+        external = ExternalRedis(settings.redis_url)
+        external.check_reachable()
+        return external
     try:
         return RedisServer(executable=settings.redis_exec).start()
     except RedisServerNotFoundError as exc:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 import redis
@@ -268,14 +270,19 @@ async def test_hangs(sessionkv_redis_store):
 """
 
 
-def _start_and_wait(pytester: pytest.Pytester, private_tmp: Path) -> subprocess.Popen[bytes]:
+def _start_and_wait(
+    pytester: pytest.Pytester, private_tmp: Path, *, output: IO[bytes] | int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """Run LONG_RUNNING in a pytest process of its own session (so a signal to its process group, as a terminal
+    sends on Ctrl-C, reaches that run and not ours); return once its test runs."""
     pytester.makepyfile(test_long=LONG_RUNNING)
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_long.py"],
         cwd=pytester.path,
         env={**os.environ, "TMPDIR": str(private_tmp)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT if output != subprocess.DEVNULL else subprocess.DEVNULL,
+        start_new_session=True,
     )
     for _ in range(600):
         if (pytester.path / "started").exists():
@@ -298,6 +305,40 @@ def test_ctrl_c_stops_the_server_and_removes_its_directory(pytester: pytest.Pyte
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == pytest.ExitCode.INTERRUPTED
     assert_nothing_left(private_tmp)
+
+
+def test_ctrl_c_in_a_terminal_interrupts_the_run_not_its_server(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    # A terminal's Ctrl-C signals the whole foreground process group: the run, and before the fix its redis-server,
+    # whose death mid-test made the teardown print pages of ConnectionError and exit 1.
+    log_path = pytester.path / "run.log"
+    with log_path.open("wb") as log:
+        process = _start_and_wait(pytester, private_tmp, output=log)
+        os.killpg(process.pid, signal.SIGINT)
+        status = process.wait(timeout=30)
+    output = log_path.read_text()
+    assert status == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output
+    assert "ConnectionError" not in output
+    assert "Error" not in output.replace("KeyboardInterrupt", ""), output
+    assert len(output.splitlines()) < 40, output
+    assert_nothing_left(private_tmp)
+
+
+def test_an_unreachable_redis_url_gives_one_short_error_per_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    with socket.socket() as sock:  # a port nothing listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        result = run(pytester, f"--sessionkv-redis-url=redis://:secret@127.0.0.1:{port}/0", "-o", "asyncio_mode=strict")
+    errors = [line for line in result.outlines if line.startswith("sessionkv: --sessionkv-redis-url")]
+    assert errors, result.stdout.str()
+    assert all(f"redis://127.0.0.1:{port}/0 does not answer PING" in line for line in errors)
+    assert result.parseoutcomes()["errors"] == len(errors)  # exactly one message per test that needed Redis
+    text = result.stdout.str()
+    assert "secret" not in text
+    assert "Traceback" not in text
+    assert "ConnectionError" not in text
+    assert len(result.outlines) < 40 + 4 * len(errors), text
 
 
 def test_a_killed_worker_takes_its_server_along(pytester: pytest.Pytester, private_tmp: Path) -> None:

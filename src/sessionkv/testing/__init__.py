@@ -68,8 +68,20 @@ __all__ = [
 ]
 
 
+TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
+"""What to do when a package of the ``testing`` extra is missing (the same words as the ``sessionkv`` CLI)."""
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'sessionkv.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    try:
+        loaded = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "sessionkv":
+            raise
+        raise ModuleNotFoundError(
+            f"sessionkv.testing.{name} needs {exc.name!r}, which is not installed: {TESTING_EXTRA_HINT}", name=exc.name
+        ) from exc
+    return getattr(loaded, name)

@@ -5,6 +5,16 @@ time, each acting on bytes (:class:`ByteFault`) or on RESP commands and replies 
 is addressable by name (:data:`FAULTS`, :func:`parse_fault_spec`). See docs/fault-injection.md.
 """
 
+try:
+    import hiredis  # noqa: F401 - the RESP framing needs it: say which extra provides it
+except ModuleNotFoundError as _missing:
+    from sessionkv.testing import TESTING_EXTRA_HINT
+
+    raise ModuleNotFoundError(
+        f"sessionkv.testing.faults needs {_missing.name!r}, which is not installed: {TESTING_EXTRA_HINT}",
+        name=_missing.name,
+    ) from _missing
+
 from sessionkv.testing.faults.base import (
     ByteFault,
     Command,

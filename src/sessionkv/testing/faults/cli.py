@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -70,9 +71,31 @@ def build_parser(prog: str = "sessionkv proxy") -> argparse.ArgumentParser:
     return parser
 
 
+async def upstream_problem(host: str, port: int, timeout_s: float = 2.0) -> str | None:
+    """Why ``host:port`` cannot be connected to right now (``None`` if it can)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (OSError, TimeoutError) as exc:
+        return f"{exc!r}" if str(exc) == "" else str(exc)
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
 async def run_proxy(proxy: RedisFaultProxy, stop: asyncio.Event) -> None:
-    """Run ``proxy`` until ``stop`` is set, announcing its address on stdout."""
+    """Run ``proxy`` until ``stop`` is set, announcing its address on stdout. Warns on stderr when the upstream cannot
+    be reached at start (the proxy still runs: the upstream may come up later; until then clients are closed, and
+    the log says why)."""
     async with proxy:
+        problem = await upstream_problem(proxy.upstream_host, proxy.upstream_port)
+        if problem is not None:
+            print(
+                f"sessionkv proxy: warning: upstream {proxy.upstream_host}:{proxy.upstream_port} is not reachable "
+                f"({problem}); client connections will be closed until it is",
+                file=sys.stderr,
+                flush=True,
+            )
         print(f"listening {proxy.url} -> {proxy.upstream_host}:{proxy.upstream_port}", flush=True)
         await stop.wait()
 
@@ -80,6 +103,7 @@ async def run_proxy(proxy: RedisFaultProxy, stop: asyncio.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="sessionkv proxy: %(message)s", stream=sys.stderr)
     try:
         upstream_host, upstream_port = parse_host_port(args.upstream)
         listen_host, listen_port = parse_host_port(args.listen)

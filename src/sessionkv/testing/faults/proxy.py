@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import struct
@@ -40,6 +41,8 @@ from sessionkv.testing.faults.transcript import MAX_RECORDED_BYTES, EventKind, T
 
 __all__ = ["ConnectionInfo", "FaultHandle", "RedisFaultProxy"]
 
+_log = logging.getLogger("sessionkv.testing.faults")
+
 _PUSH: Final = ord(">")
 _SCAN_CURSOR_INDEX: Final = {b"SCAN": 1, b"SSCAN": 2, b"HSCAN": 2, b"ZSCAN": 2}
 # After these, one command no longer yields exactly one reply: stop pairing replies with commands on that connection.
@@ -60,6 +63,14 @@ _UNPAIRED_COMMANDS: Final = frozenset(
 # Fake SCAN cursors live far above the cursors redis-server hands out for any realistic keyspace, below 2**64.
 _FAKE_CURSOR_BASE: Final = 18_000_000_000_000_000_000
 _MAX_FAKE_CURSORS: Final = 10_000
+_FAKE_CURSOR_FLOOR: Final = str(_FAKE_CURSOR_BASE).encode()
+_EXPIRED_CURSOR: Final = b"expired"
+_EXPIRED_CURSOR_REPLY: Final = encode_error(
+    f"ERR invalid cursor (a fake SCAN cursor of the sessionkv proxy, forgotten after {_MAX_FAKE_CURSORS} newer ones)"
+)
+_UNREACHABLE_LOG_INTERVAL_S: Final = 10.0
+# Pass-through traffic not framed yet is kept up to this many bytes per transcript event the transcript may hold.
+_BACKLOG_BYTES_PER_EVENT: Final = 512
 _LINGER_ZERO: Final = struct.pack("ii", 1, 0)
 # MULTI/EXEC bookkeeping (redis 7 semantics): the commands that open or end a transaction on the server.
 _TRANSACTION_COMMANDS: Final = frozenset({b"MULTI", b"EXEC", b"DISCARD", b"RESET"})
@@ -225,10 +236,13 @@ class _Side(asyncio.Protocol):
         if link is None or link.closed:
             return
         now = time.monotonic_ns()
-        if self.role == "client":
-            link.from_client(data, now)
-        else:
-            link.from_server(data, now)
+        try:
+            if self.role == "client":
+                link.from_client(data, now)
+            else:
+                link.from_server(data, now)
+        except Exception as exc:  # a fault's bug: never let it stop one direction silently
+            link.crashed(f"{'commands' if self.role == 'client' else 'replies'}", exc)
 
     def eof_received(self) -> bool:
         link = self.link
@@ -279,7 +293,7 @@ class _Outbound:
         then: Callable[[], None] | None = None,
     ) -> None:
         link = self.link
-        if link.closed:
+        if link.closed or link.proxy._replaying:  # replaying deferred chunks: they were forwarded on arrival
             return
         if (
             not self.queue
@@ -324,6 +338,8 @@ class _Outbound:
                     item.then()
         except (ConnectionError, OSError) as exc:
             link.close(f"{self.direction} write failed: {exc!r}")
+        except Exception as exc:  # a byte fault's bug: never let it stop this direction silently
+            link.crashed(self.direction, exc)
         finally:
             self.busy = False
 
@@ -389,6 +405,7 @@ class _Link:
         self.to_server = _Outbound(self, "upstream", self.server)
         self.to_client = _Outbound(self, "downstream", client)
         self.pending: deque[_Pending] = deque()
+        self.shaped_pending = 0  # entries of ``pending`` whose reply a fault shapes (or the proxy makes)
         self.raw = not proxy.resp
         self.stop_pairing = False  # set by a command after which replies no longer pair one-to-one with commands
         self.unpaired = False  # replies are passed through unpaired (no reply faults) from now on
@@ -399,6 +416,9 @@ class _Link:
         self.connect_task: asyncio.Task[None] | None = None
         self._client_rest = b""  # an incomplete frame waiting for more bytes
         self._server_rest = b""
+        self._client_ahead = False  # ``_client_rest`` was already forwarded (by the deferred way)
+        self._server_ahead = False
+        self.in_backlog = False  # chunks of this connection wait in the proxy's backlog: later ones must follow them
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -415,7 +435,9 @@ class _Link:
                 proxy.connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
-            self.close(f"upstream {proxy.upstream_host}:{proxy.upstream_port} unreachable: {exc!r}")
+            reason = f"upstream {proxy.upstream_host}:{proxy.upstream_port} unreachable: {exc!r}"
+            proxy._warn_unreachable(reason)
+            self.close(reason)
             return
         if self.closed:  # closed (proxy stopped, proxy down) while connecting
             assert self.server.transport is not None
@@ -455,11 +477,24 @@ class _Link:
                 if side.transport is not None:
                     side.transport.close()
 
-    def reset(self, reason: str) -> None:
-        """Reset both sides (RST, unsent data discarded). Idempotent."""
+    def reset(self, reason: str, *, flush_upstream: bool = False) -> None:
+        """Reset both sides (RST, unsent data discarded). Idempotent.
+
+        ``flush_upstream``: the server side is closed gracefully instead (what was written to it is delivered, then
+        FIN), so that commands forwarded before the reset are run by the server; the client still sees a reset."""
         if self._finish(f"reset: {reason}"):
             _abort_with_rst(self.client.transport)
-            _abort_with_rst(self.server.transport)
+            if flush_upstream:
+                if self.server.transport is not None:
+                    self.server.transport.close()
+            else:
+                _abort_with_rst(self.server.transport)
+
+    def crashed(self, where: str, exc: Exception) -> None:
+        """A fault (or the proxy) raised ``exc`` while handling ``where``: log it, record it, close both sides."""
+        reason = f"proxy error handling {where}: {exc!r}"
+        _log.error("sessionkv fault proxy: connection #%d closed: %s", self.index, reason, exc_info=exc)
+        self.close(reason)
 
     def abort(self) -> None:
         """Close both sockets at once, discarding unsent data (used when a graceful close does not finish)."""
@@ -482,23 +517,90 @@ class _Link:
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
+    # Three ways a chunk goes through (see RedisFaultProxy's "pass-through" notes):
+    # - framed: split into frames, each recorded, paired and offered to the faults, then forwarded;
+    # - deferred: forwarded as it came, and queued in the proxy's backlog to be framed later (no fault can act on it);
+    # - ahead: forwarded as it came, then framed at once without faults (the partial frame it continues was already
+    #   forwarded by the deferred way, so the chunk is past the point where a fault could still act on it).
+
+    def _may_defer(self) -> bool:
+        """Whether nothing held or shaped on this connection forbids forwarding chunks before framing them."""
+        return (
+            not self.shaped_pending
+            and not self.multi_dirty
+            and (not self._client_rest or self._client_ahead)
+            and (not self._server_rest or self._server_ahead)
+        )
+
     def from_client(self, chunk: bytes, now: int) -> None:
         if self.raw:
             self.to_server.send(chunk, arrival_ns=now)
+            return
+        proxy = self.proxy
+        if self.in_backlog or (proxy._deferring and self._may_defer()):
+            self.to_server.send(chunk, arrival_ns=now)
+            proxy._defer(self, True, now, chunk)
+        elif self._client_ahead:
+            self._finish_ahead(True, chunk, now)
         else:
             self._on_client_bytes(chunk, now)
 
     def from_server(self, chunk: bytes, now: int) -> None:
         if self.raw:
             self.to_client.send(chunk, arrival_ns=now)
+            return
+        proxy = self.proxy
+        if self.in_backlog or (proxy._deferring and self._may_defer()):
+            self.to_client.send(chunk, arrival_ns=now)
+            proxy._defer(self, False, now, chunk)
+        elif self._server_ahead:
+            self._finish_ahead(False, chunk, now)
         else:
             self._on_server_bytes(chunk, now)
 
-    def _go_raw(self, exc: RespError, rest: bytes, out: _Outbound, now: int) -> None:
-        """Unframeable bytes: pass everything through from now on, without pairing or frame faults."""
+    def _finish_ahead(self, from_client: bool, chunk: bytes, now: int) -> None:
+        """The frame in progress was partly forwarded unframed: forward its remainder as is (framed without faults),
+        then handle what follows it in ``chunk`` the ordinary way."""
+        rest = self._client_rest if from_client else self._server_rest
+        data = rest + chunk
+        try:
+            if from_client:
+                parsed = parse_command(data, 0)
+                end = -1 if parsed is None else parsed[1]
+            else:
+                end = frame_end(data, 0)
+        except RespError:
+            end = -1  # framing the whole chunk below finds the error again and goes raw
+        cut = len(chunk) if end < 0 else end - len(rest)
+        head, tail = chunk[:cut], chunk[cut:]
+        (self.to_server if from_client else self.to_client).send(head, arrival_ns=now)
+        self.proxy._frame_forwarded(self, from_client, now, head)
+        if tail:
+            if from_client:
+                self.from_client(tail, now)
+            else:
+                self.from_server(tail, now)
+
+    def stop_framing(self, reason: str, *, flush: bool = True) -> None:
+        """Pass this connection through raw from now on (its frame boundaries are no longer known). ``flush``: send
+        on the partial frames held back, unless they were already forwarded."""
+        if flush:
+            if self._client_rest and not self._client_ahead:
+                self.to_server.send(self._client_rest, arrival_ns=time.monotonic_ns())
+            if self._server_rest and not self._server_ahead:
+                self.to_client.send(self._server_rest, arrival_ns=time.monotonic_ns())
         self.raw = True
         self.unpaired = True
-        self.proxy._record(self.index, "fault", fault="proxy", detail=f"RESP framing stopped, raw pass-through: {exc}")
+        self.pending.clear()
+        self.shaped_pending = 0
+        self._client_rest = self._server_rest = b""
+        self._client_ahead = self._server_ahead = False
+        if not self.closed:
+            self.proxy._record(self.index, "fault", fault="proxy", detail=reason)
+
+    def _go_raw(self, exc: RespError, rest: bytes, out: _Outbound, now: int) -> None:
+        """Unframeable bytes: pass everything through from now on, without pairing or frame faults."""
+        self.stop_framing(f"RESP framing stopped, raw pass-through: {exc}")
         if rest:
             out.send(rest, arrival_ns=now)
 
@@ -517,15 +619,30 @@ class _Link:
                 if parsed is None:
                     break
                 args, end = parsed
+                if not args:
+                    # An empty inline line (or an empty array): redis-server ignores it and sends no reply, so it
+                    # is forwarded but neither recorded, offered to faults, nor waits for a reply.
+                    pos = end
+                    continue
                 # Keep what the transcript records small: only a frame longer than the limit can hold a long argument.
                 recorded = tuple(args) if end - pos <= MAX_RECORDED_BYTES else tuple(clip(arg) for arg in args)
                 if record:
                     proxy._record(self.index, "command", command=recorded, now=now)
-                verdict = proxy._decide(self, args, recorded) if proxy._command_handles else None
+                verdict = (
+                    proxy._decide(self, args, recorded) if proxy._command_handles and not proxy._replaying else None
+                )
                 upper = args[0].upper() if args else b""
                 if upper == b"CLIENT" or upper == b"HELLO":
                     self._observe_name(args)
-                replacement = self._translate_scan_cursor(upper, args) if proxy._fake_cursors else None
+                replacement = (
+                    self._translate_scan_cursor(upper, args)
+                    if proxy._next_fake_cursor and not proxy._replaying
+                    else None
+                )
+                if replacement == _EXPIRED_CURSOR:
+                    verdict = Verdict.error(_EXPIRED_CURSOR_REPLY, detail="forgotten fake SCAN cursor: not sent")
+                    proxy._record(self.index, "fault", command=recorded, fault="proxy", detail=verdict.detail)
+                    replacement = None
                 if (self.in_multi or upper in _TRANSACTION_COMMANDS) and self._exec_as_discard(
                     upper, recorded, verdict
                 ):
@@ -543,7 +660,7 @@ class _Link:
                     if upper in _UNPAIRED_COMMANDS or (upper == b"CLIENT" and _is_client_reply(args)):
                         self.stop_pairing = True
                     elif not self.stop_pairing:
-                        self.pending.append(_Pending(recorded, verdict))
+                        self._push_pending(_Pending(recorded, verdict))
                 else:
                     if run < pos:
                         out.append(data[run:pos])
@@ -552,7 +669,7 @@ class _Link:
                         if out:
                             to_server.send(b"".join(out), arrival_ns=now)
                         self._client_rest = b""
-                        to_server.send(b"", arrival_ns=now, then=lambda: self.reset("command dropped before server"))
+                        to_server.send(b"", arrival_ns=now, then=self._reset_command_dropped)
                         return
                     if verdict.reply is not None:
                         self._reply_from_proxy(recorded, verdict, now)
@@ -585,7 +702,7 @@ class _Link:
                 return False  # a reset connection ends the transaction on the server by itself
             if upper == b"EXEC" and paired:
                 self.in_multi = self.multi_dirty = False
-                self.pending.append(_Pending(recorded, verdict, substitute=verdict.reply or b""))
+                self._push_pending(_Pending(recorded, verdict, substitute=verdict.reply or b""))
                 return True
             if verdict.reply is not None and verdict.reply.startswith(b"-"):
                 self.multi_dirty = True
@@ -598,11 +715,25 @@ class _Link:
             dirty = self.in_multi and self.multi_dirty
             self.in_multi = self.multi_dirty = False
             if dirty and paired:
-                self.pending.append(_Pending(recorded, verdict, substitute=_EXECABORT))
+                self._push_pending(_Pending(recorded, verdict, substitute=_EXECABORT))
                 return True
         elif upper == b"DISCARD" or upper == b"RESET":
             self.in_multi = self.multi_dirty = False
         return False
+
+    def _push_pending(self, entry: _Pending) -> None:
+        self.pending.append(entry)
+        if entry.verdict is not None or entry.synthetic is not None or entry.substitute is not None:
+            self.shaped_pending += 1
+
+    def _pop_pending(self) -> _Pending:
+        entry = self.pending.popleft()
+        if entry.verdict is not None or entry.synthetic is not None or entry.substitute is not None:
+            self.shaped_pending -= 1
+        return entry
+
+    def _reset_command_dropped(self) -> None:
+        self.reset("command dropped before server", flush_upstream=True)
 
     def _reset_reply_lost(self) -> None:
         self.reset("reply lost after the server ran the command")
@@ -611,7 +742,7 @@ class _Link:
         assert verdict.reply is not None
         if self.pending and not self.unpaired:
             # Replies to earlier forwarded commands are still due: this one must come after them.
-            self.pending.append(_Pending(recorded, verdict, verdict.reply))
+            self._push_pending(_Pending(recorded, verdict, verdict.reply))
             return
         self.to_client.send(verdict.reply, arrival_ns=now)
         if verdict.close_after_reply:
@@ -629,9 +760,12 @@ class _Link:
         index = _SCAN_CURSOR_INDEX.get(upper)
         if index is None or len(args) <= index:
             return None
-        real = self.proxy._fake_cursors.get(args[index])
+        cursor = args[index]
+        real = self.proxy._real_cursor(cursor)
         if real is None:
-            return None
+            # A cursor in the fake range that the proxy no longer remembers must not reach the server as a real one
+            # (it would resume the iteration at a random place, or end it): the client gets an error instead.
+            return _EXPIRED_CURSOR if _looks_fake(cursor) else None
         return encode_command([*args[:index], real, *args[index + 1 :]])
 
     def _on_server_bytes(self, chunk: bytes, now: int) -> None:
@@ -668,7 +802,7 @@ class _Link:
                     # More replies than commands: pub/sub, CLIENT REPLY, or a server talking on its own.
                     self.unpaired = True
                     continue
-                entry = self.pending.popleft()
+                entry = self._pop_pending()
                 substitute = entry.substitute
                 if record:
                     if substitute is None:
@@ -725,7 +859,7 @@ class _Link:
                 else:
                     pos = end
                 while self.pending and self.pending[0].synthetic is not None:
-                    proxy_reply = self.pending.popleft()
+                    proxy_reply = self._pop_pending()
                     assert proxy_reply.synthetic is not None
                     assert proxy_reply.verdict is not None
                     if run < pos:
@@ -747,6 +881,11 @@ class _Link:
         if out:
             to_client.send(out[0] if len(out) == 1 else b"".join(out), arrival_ns=now)
         self._server_rest = data[pos:] if pos < n else b""
+
+
+def _looks_fake(cursor: bytes) -> bool:
+    """Whether ``cursor`` lies in the range of the proxy's fake SCAN cursors (20 digits, from the base up)."""
+    return len(cursor) == len(_FAKE_CURSOR_FLOOR) and cursor.isdigit() and cursor > _FAKE_CURSOR_FLOOR
 
 
 def _is_client_reply(args: list[bytes]) -> bool:
@@ -806,6 +945,16 @@ class RedisFaultProxy:
         self._command_handles: list[FaultHandle] = []
         self._fake_cursors: dict[bytes, bytes] = {}
         self._next_fake_cursor = 0
+        self._unreachable_count = 0
+        # Pass-through (no fault that needs frames): chunks are forwarded at once and framed later, in order, when
+        # the transcript or the connections are read or a fault is added. Bounded: see _drop_backlog.
+        self._deferring = resp
+        self._replaying = False
+        self._backlog: list[tuple[_Link | None, bool, int, bytes | TranscriptEvent]] = []
+        self._backlog_bytes = 0
+        self._backlog_limit = None if transcript_limit is None else transcript_limit * _BACKLOG_BYTES_PER_EVENT
+        self.transcript._before_read = self._replay
+        self._unreachable_logged_at = float("-inf")
 
     def __repr__(self) -> str:
         upstream = f"{self.upstream_host}:{self.upstream_port}"
@@ -831,6 +980,7 @@ class RedisFaultProxy:
     @property
     def connections(self) -> list[ConnectionInfo]:
         """Every connection accepted so far, by accept index."""
+        self._replay()
         return [
             ConnectionInfo(index, self._links[index].name if index in self._links else name, index in self._links)
             for index, name in sorted(self._names.items())
@@ -929,6 +1079,7 @@ class RedisFaultProxy:
             raise TypeError(f"expected a ByteFault, CommandFault or ProxyFault instance, got {fault!r}")
         if isinstance(fault, CommandFault) and not self.resp:
             raise ValueError(f"{fault.name} acts on RESP frames: create the proxy with resp=True to use it")
+        self._replay()  # every connection's state up to date before the fault starts acting
         handle = FaultHandle(self, self._next_handle, fault)
         self._next_handle += 1
         self._handles.append(handle)
@@ -955,6 +1106,88 @@ class RedisFaultProxy:
     def _sort_handles(self) -> None:
         self._byte_handles = [h for h in self._handles if isinstance(h.fault, ByteFault)]
         self._command_handles = [h for h in self._handles if isinstance(h.fault, CommandFault)]
+        self._update_deferring()
+
+    def _update_deferring(self) -> None:
+        self._deferring = (
+            self.resp and not self._byte_handles and not self._command_handles and not self._next_fake_cursor
+        )
+
+    # -- pass-through: forward first, frame later ------------------------------------------------------------------
+
+    def _defer(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
+        """``chunk`` was forwarded unframed: queue it to be framed later, in arrival order."""
+        self._backlog.append((link, from_client, now, chunk))
+        link.in_backlog = True
+        self._backlog_bytes += len(chunk)
+        if self._backlog_limit is not None and self._backlog_bytes > self._backlog_limit:
+            self._drop_backlog()
+
+    def _replay(self) -> None:
+        """Frame every deferred chunk now, in arrival order, as if it had been framed on arrival (but no fault acts on
+        it and nothing is forwarded: it already was). Afterwards the transcript and every connection's state are
+        exactly what framing on arrival would have made them."""
+        if not self._backlog or self._replaying:
+            return
+        backlog, self._backlog = self._backlog, []
+        self._backlog_bytes = 0
+        self._replaying = True
+        touched: set[_Link] = set()
+        try:
+            for link, from_client, now, item in backlog:
+                if link is None:
+                    assert isinstance(item, TranscriptEvent)
+                    self.transcript.record(item)
+                    continue
+                assert isinstance(item, bytes)
+                touched.add(link)
+                if link.raw:
+                    continue
+                if from_client:
+                    link._on_client_bytes(item, now)
+                else:
+                    link._on_server_bytes(item, now)
+        finally:
+            self._replaying = False
+            for link in touched:
+                link.in_backlog = False
+                link._client_ahead = bool(link._client_rest)
+                link._server_ahead = bool(link._server_rest)
+
+    def _frame_forwarded(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
+        """Frame one chunk that was already forwarded (the "ahead" way): recorded and paired, offered to no fault."""
+        self._replaying = True
+        try:
+            if from_client:
+                link._on_client_bytes(chunk, now)
+            else:
+                link._on_server_bytes(chunk, now)
+        finally:
+            self._replaying = False
+        link._client_ahead = link._client_ahead and bool(link._client_rest)
+        link._server_ahead = link._server_ahead and bool(link._server_rest)
+
+    def _drop_backlog(self) -> None:
+        """The backlog outgrew its budget: forget its chunks rather than frame them all now (which would stall every
+        connection). Each connection they belong to is passed through raw from now on (its frame boundaries are
+        lost); the transcript says so. Events other than frames (connects, closes) are kept."""
+        backlog, self._backlog = self._backlog, []
+        self._backlog_bytes = 0
+        sizes: dict[_Link, int] = {}
+        for link, _, _, item in backlog:
+            if link is None:
+                assert isinstance(item, TranscriptEvent)
+                self.transcript.record(item)
+            else:
+                sizes[link] = sizes.get(link, 0) + len(item)
+        for link, size in sizes.items():
+            link.in_backlog = False
+            if not link.raw:
+                link.stop_framing(
+                    f"{size} bytes of pass-through traffic not framed (over the budget of {self._backlog_limit} bytes "
+                    "for traffic no one has read yet): passed through raw from now on, no command fault applies",
+                    flush=False,
+                )
 
     def _byte_handles_for(self, link: _Link, direction: Direction) -> list[FaultHandle]:
         if not self._byte_handles:
@@ -1026,13 +1259,32 @@ class RedisFaultProxy:
         self._relisten.add(task)
         task.add_done_callback(self._relisten.discard)
 
+    def _warn_unreachable(self, reason: str) -> None:
+        """Log why a client's connection is being closed: once, then at most once per interval with a count."""
+        now = time.monotonic()
+        self._unreachable_count += 1
+        if now - self._unreachable_logged_at < _UNREACHABLE_LOG_INTERVAL_S:
+            return
+        count, self._unreachable_count = self._unreachable_count, 0
+        self._unreachable_logged_at = now
+        also = f" ({count} client connections closed for this since the last message)" if count > 1 else ""
+        _log.warning("sessionkv fault proxy %s: closing a client connection: %s%s", self.url, reason, also)
+
     def _fake_scan_cursor(self, real_cursor: bytes) -> bytes:
         self._next_fake_cursor += 1
+        self._deferring = False
         fake = str(_FAKE_CURSOR_BASE + self._next_fake_cursor).encode()
         if len(self._fake_cursors) >= _MAX_FAKE_CURSORS:
-            del self._fake_cursors[next(iter(self._fake_cursors))]
+            del self._fake_cursors[next(iter(self._fake_cursors))]  # the least recently used
         self._fake_cursors[fake] = real_cursor
         return fake
+
+    def _real_cursor(self, fake: bytes) -> bytes | None:
+        """The real cursor ``fake`` stands for (``None`` if it is not a remembered fake); marks it recently used."""
+        real = self._fake_cursors.pop(fake, None)
+        if real is not None:
+            self._fake_cursors[fake] = real
+        return real
 
     # -- transcript ------------------------------------------------------------------------------------------------
 
@@ -1049,4 +1301,8 @@ class RedisFaultProxy:
     ) -> None:
         """Add an event to the transcript; ``now`` (``time.monotonic_ns()``) is when its bytes arrived, if known."""
         at = (now or time.monotonic_ns()) - self._start_ns
-        self.transcript.record(TranscriptEvent(at, connection, kind, command, reply, fault, detail))
+        event = TranscriptEvent(at, connection, kind, command, reply, fault, detail)
+        if self._backlog and not self._replaying:
+            self._backlog.append((None, False, now, event))  # after the chunks that came before it
+        else:
+            self.transcript.record(event)

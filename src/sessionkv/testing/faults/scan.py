@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Final
 
 from sessionkv.testing.faults.base import Command, CommandContext, CommandFault, Verdict
-from sessionkv.testing.faults.resp import decode_reply, encode_array
+from sessionkv.testing.faults.resp import decode_reply, encode_array, encode_command
 
 __all__ = ["SCAN_COMMANDS", "ScanDuplicates", "ScanEmptyPages"]
 
@@ -20,9 +20,23 @@ SCAN_COMMANDS: Final = frozenset({"SCAN", "SSCAN", "HSCAN", "ZSCAN"})
 _MAX_REMEMBERED_PAGES: Final = 1_000
 
 
+def _cursor_index(command: Command) -> int:
+    return 1 if command.name == "SCAN" else 2
+
+
 def _cursor_of(command: Command) -> bytes | None:
-    index = 1 if command.name == "SCAN" else 2
+    index = _cursor_index(command)
     return command.args[index] if len(command.args) > index else None
+
+
+def _page_key(command: Command, cursor: bytes) -> bytes:
+    """Names one page of one iteration on one connection: the connection, the command with every argument but the
+    cursor (name, key, MATCH, COUNT, TYPE: two iterations differing in any of them are different iterations), and the
+    real cursor the page starts at. Length-prefixed, so no two different tuples share a key."""
+    index = _cursor_index(command)
+    args = command.args
+    identity = [b"%d" % command.connection, args[0].upper(), *args[1:index], *args[index + 1 :]]
+    return encode_command([*identity, cursor])
 
 
 @dataclass(frozen=True)
@@ -47,8 +61,11 @@ class ScanEmptyPages(CommandFault):
 @dataclass(frozen=True)
 class ScanDuplicates(CommandFault):
     """Forward the selected SCAN-family command and return its page with every element twice, followed by the
-    elements of the previous page of the same iteration (as seen through this proxy). Pairs (HSCAN field/value,
-    ZSCAN member/score) stay together."""
+    elements of the previous page of the same iteration. Pairs (HSCAN field/value, ZSCAN member/score) stay together.
+
+    An iteration is one connection's sequence of calls with the same command, key and options (MATCH, COUNT, TYPE),
+    each continuing from the cursor the previous page returned: concurrent iterations, on one connection or on
+    several, never see each other's elements."""
 
     name: ClassVar[str] = "scan_duplicates"
     default_commands: ClassVar[frozenset[str] | None] = SCAN_COMMANDS
@@ -61,7 +78,7 @@ class ScanDuplicates(CommandFault):
         # The page before this one in the same iteration ended with the cursor the client now sends (translated, if
         # scan_empty_pages had replaced it by a fake one). Cursor 0 starts a new iteration: nothing to repeat.
         real_cursor = context.real_scan_cursor(cursor)
-        previous = memory.pop(real_cursor, []) if real_cursor != b"0" else []
+        previous = memory.pop(_page_key(command, real_cursor), []) if real_cursor != b"0" else []
 
         def rewrite(frame: bytes) -> bytes:
             value = decode_reply(frame)
@@ -73,7 +90,7 @@ class ScanDuplicates(CommandFault):
             if next_cursor != b"0":
                 if len(memory) >= _MAX_REMEMBERED_PAGES:
                     del memory[next(iter(memory))]
-                memory[next_cursor] = list(elements)
+                memory[_page_key(command, next_cursor)] = list(elements)
             page = [*elements, *elements, *previous]
             return b"*2\r\n$%d\r\n%b\r\n%b" % (len(next_cursor), next_cursor, encode_array(page))
 

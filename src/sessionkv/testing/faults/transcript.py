@@ -8,7 +8,7 @@ holds ``limit`` events, the oldest are dropped and counted in :attr:`Transcript.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final, Literal, NamedTuple
 
 from sessionkv.testing.faults.resp import describe_reply
@@ -74,10 +74,16 @@ class Transcript:
             raise ValueError(f"transcript limit must be >= 1 or None, got {limit!r}")
         self._events: deque[TranscriptEvent] = deque(maxlen=limit)
         self._recorded = 0
+        self._before_read: Callable[[], None] | None = None  # the proxy frames deferred traffic here
+
+    def _sync(self) -> None:
+        if self._before_read is not None:
+            self._before_read()
 
     @property
     def dropped(self) -> int:
         """How many of the oldest events were discarded to respect ``limit``."""
+        self._sync()
         return self._recorded - len(self._events)
 
     def record(self, event: TranscriptEvent) -> None:
@@ -85,17 +91,21 @@ class Transcript:
         self._events.append(event)
 
     def __iter__(self) -> Iterator[TranscriptEvent]:
+        self._sync()
         return iter(tuple(self._events))
 
     def __len__(self) -> int:
+        self._sync()
         return len(self._events)
 
     def clear(self) -> None:
+        self._sync()
         self._events.clear()
         self._recorded = 0
 
     def events(self, *, connection: int | None = None, kind: EventKind | None = None) -> list[TranscriptEvent]:
         """Events, optionally only of one connection and/or one kind, in order."""
+        self._sync()
         return [
             event
             for event in self._events
@@ -112,10 +122,12 @@ class Transcript:
         With the same seed, faults added in the same order and the same commands on each connection, this list is the
         same from run to run (for byte faults: the same *per-connection* decisions; see the docs).
         """
+        self._sync()
         return [(e.connection, e.command_name, e.fault, e.detail) for e in self._events if e.kind == "fault"]
 
     def format(self, *, last: int | None = 200) -> str:
         """The transcript (or its ``last`` events) as text, one event per line, for failure reports."""
+        self._sync()
         events = list(self._events)
         if last is not None:
             events = events[-last:]
