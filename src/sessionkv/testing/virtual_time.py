@@ -171,7 +171,7 @@ class VirtualClock:
         return self._now_ns
 
     def now(self) -> float:
-        """Monotonic virtual time in float seconds (exact to the nanosecond for the first ~100 days)."""
+        """Monotonic virtual time in float seconds (tells nanoseconds apart below 2**23 s, ~97 days; use now_ns())."""
         return self._now_ns / NS_PER_SECOND
 
     def time_ns(self) -> int:
@@ -467,10 +467,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     1. **Autojump.** No real work is pending: the clock jumps to the earliest timer's deadline at once, that timer (and
        any other due at the same nanosecond) fires, and the tasks it wakes run before the clock moves again.
     2. **Real wait.** Real work is pending, meaning a file descriptor other than the loop's own wake-up socket is
-       registered (a socket, pipe, subprocess) or a ``run_in_executor``/``to_thread`` job or the default-executor
-       shutdown is outstanding: the loop blocks in a real ``select`` for at most the virtual time left until the next
-       timer, taken as real seconds (forever if there is none). If anything arrives it is handled and virtual time
-       does not move (real I/O takes zero virtual time); if the real wait runs out, the clock jumps to that timer.
+       registered (a socket, pipe, subprocess pipe), a ``run_in_executor``/``to_thread``/``getaddrinfo`` job is
+       outstanding (until its thread returns, even when its waiter was cancelled) or the default executor is shutting
+       down, or a child process started on this loop has not exited (asyncio's child watcher wakes the loop when it
+       does): asyncio's own helper threads are real work in flight. The loop blocks in a real ``select`` for at most the
+       virtual time left until the next timer, taken as real seconds (forever if there is none). If anything arrives it
+       is handled and virtual time does not move (real I/O takes zero virtual time); if the real wait runs out, the
+       clock jumps to that timer.
        Virtual time therefore never outruns real time while real work is pending. With ``real_io="forbid"`` a
        registration of a real descriptor raises :class:`RealIOError` instead.
     3. **Deadlock.** No timer and no real work: after ``deadlock_grace`` real seconds (default 0.1) without a wake-up
@@ -479,7 +482,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     4. **End of time.** The earliest timer lies beyond ``end`` (virtual ``clock.now()`` seconds, optional): the clock
        is set to ``end`` and :class:`EndOfTimeError` is raised. Timers due exactly at ``end`` still fire.
 
-    ``loop.time()`` is a float: it is exact to the nanosecond while ``clock.now()`` is below about 2.6e6 s (30 days).
+    Which timers are due is decided on integer nanoseconds (``call_later`` adds the delay to ``clock.now_ns()``), so
+    timers fire at their own nanosecond at any clock value, a year or ``MAX_TTL`` in. ``loop.time()`` itself is a
+    float: it tells nanoseconds apart while ``clock.now()`` is below 2**23 s (~97 days), not after that; a deadline
+    computed as ``loop.time() + delay`` (``call_at``, ``asyncio.timeout_at``) is rounded to that float.
     """
 
     def __init__(
