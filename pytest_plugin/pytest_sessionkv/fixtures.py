@@ -53,7 +53,8 @@ async def sessionkv_redis_client(sessionkv_redis_server: RedisHandle) -> AsyncIt
 
 @pytest_asyncio.fixture
 async def sessionkv_memory_store() -> AsyncIterator[InMemorySessionKVStore]:
-    """A started, empty ``InMemorySessionKVStore``, closed after the test."""
+    """A started, empty ``InMemorySessionKVStore``, closed after the test. In a ``sessionkv_virtual_time`` test it
+    expires on ``sessionkv_clock`` (the clock current at construction), elsewhere on the system clock."""
     async with InMemorySessionKVStore() as store:
         yield store
 
@@ -123,7 +124,8 @@ async def sessionkv_registry_factory(
     sessionkv_store: SessionKVStore,
 ) -> AsyncIterator[Callable[..., SessionRegistry]]:
     """Builds ``SessionRegistry`` objects over this test's ``sessionkv_store``, each with a distinct node id
-    (``node-1``, ``node-2``…). Registries are not started for you; any still running are stopped after the test."""
+    (``node-1``, ``node-2``…). Registries are not started for you; any still running are stopped after the test.
+    Their timestamps come from the store's clock, or in a ``sessionkv_virtual_time`` test from ``sessionkv_clock``."""
     made: list[SessionRegistry] = []
 
     def make(*, node_id: str | None = None, ttl: float = 30.0) -> SessionRegistry:

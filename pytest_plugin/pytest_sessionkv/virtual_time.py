@@ -10,6 +10,11 @@ teardown (undone even when the test fails). The loop is chosen through pytest-as
     @pytest.mark.sessionkv_virtual_time(start=0.0, epoch=DEFAULT_EPOCH, end=start + 86400, real_io="wait",
                                         patch_wall_clock=True)
 
+While the test runs (setup, call, teardown) its clock is :func:`sessionkv.clock.current_clock`, so stores and
+registries built there without ``clock=`` (the ``[memory]`` backend, ``sessionkv_memory_store``,
+``sessionkv_registry_factory``, ``SessionRegistry()``) follow it; fixtures of a wider scope set up meanwhile keep the
+system clock, since they outlive the test.
+
 ``end`` bounds the test's virtual time (:class:`~sessionkv.testing.virtual_time.EndOfTimeError` past it): by default
 one virtual day, so that a test stuck behind a periodic timer fails instead of jumping forever; ``end=None`` for none.
 
@@ -31,6 +36,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping
 import pytest
 import pytest_asyncio
 
+from sessionkv.clock import SYSTEM_CLOCK, use_clock
 from sessionkv.testing.virtual_time import (
     DEFAULT_EPOCH,
     RealIOPolicy,
@@ -43,6 +49,7 @@ __all__ = [
     "DEFAULT_TEST_END",
     "VIRTUAL_TIME_MARKER",
     "pytest_asyncio_loop_factories",
+    "pytest_fixture_setup",
     "pytest_runtest_protocol",
     "register_virtual_time_marker",
     "sessionkv_clock",
@@ -124,10 +131,22 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     item.stash[_CLOCK_KEY] = clock
     _active = (clock, options)
     try:
-        with clock.patch_wall_clock() if options.patch_wall_clock else contextlib.nullcontext():
+        with use_clock(clock), clock.patch_wall_clock() if options.patch_wall_clock else contextlib.nullcontext():
             return (yield)
     finally:
         _active = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """A fixture wider than the test (class, module, session scope) set up during a marked test is built on the
+    system clock: a store it makes must not keep one test's virtual clock for the tests after it."""
+    if _active is None or fixturedef.scope == "function":
+        return (yield)
+    with use_clock(SYSTEM_CLOCK):
+        return (yield)
 
 
 def _virtual_loop_factory() -> asyncio.AbstractEventLoop:

@@ -22,6 +22,7 @@ The semantics are stated once, in the docstrings of :class:`VirtualClock` and :c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as _dt
 import heapq
@@ -31,12 +32,13 @@ import math
 import numbers
 import os
 import selectors
+import threading
 import types
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextvars import Context
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, TypeVarTuple, Unpack
 
-from sessionkv.clock import NS_PER_SECOND
+from sessionkv.clock import NS_PER_SECOND, current_clock, use_clock
 from sessionkv.memory import InMemorySessionKVStore
 
 if TYPE_CHECKING:
@@ -70,7 +72,7 @@ RealIOPolicy = Literal["wait", "forbid"]
 
 _UTC_EPOCH: Final = _dt.datetime(1970, 1, 1)  # naive UTC, the form freezegun keeps its frozen time in
 _ASYNCIO_DIR: Final = os.path.dirname(asyncio.__file__) + os.sep
-_MAXIMUM_SELECT_TIMEOUT: Final = 24 * 3600  # asyncio.base_events.MAXIMUM_SELECT_TIMEOUT
+_MAXIMUM_SELECT_TIMEOUT_NS: Final = 24 * 3600 * NS_PER_SECOND  # asyncio.base_events.MAXIMUM_SELECT_TIMEOUT
 _FREEZEGUN_IGNORE: Final = ("_pytest.timing",)  # keeps pytest's own durations real (it binds time functions at import)
 
 
@@ -141,6 +143,9 @@ class VirtualClock:
 
     While :meth:`patch_wall_clock` is active, ``time.time()``, ``datetime.now()`` and friends return ``time()``, to the
     microsecond (freezegun keeps a ``datetime``).
+
+    While it drives a run (:func:`run`, a ``sessionkv_virtual_time`` test) or patches the wall clock, it is also
+    :func:`sessionkv.clock.current_clock`: stores and registries built there without ``clock=`` follow it.
     """
 
     __slots__ = ("_epoch_ns", "_now_ns", "_start_ns", "_waiter_seq", "_waiters", "_wall_followers")
@@ -166,7 +171,7 @@ class VirtualClock:
         return self._now_ns
 
     def now(self) -> float:
-        """Monotonic virtual time in float seconds (exact to the nanosecond for the first ~100 days)."""
+        """Monotonic virtual time in float seconds (tells nanoseconds apart below 2**23 s, ~97 days; use now_ns())."""
         return self._now_ns / NS_PER_SECOND
 
     def time_ns(self) -> int:
@@ -269,10 +274,15 @@ class VirtualClock:
         Ordinary asyncio loops keep real time (freezegun's ``real_asyncio``); a :class:`VirtualTimeLoop` never reads
         ``time.monotonic``. The patch is process-wide (other threads see it too). Re-entering on the same clock is a
         no-op; patching from two clocks at once raises :class:`VirtualTimeError`.
+
+        For the block this clock is also :func:`sessionkv.clock.current_clock` (:func:`sessionkv.clock.use_clock`):
+        with the wall clock virtual, a store or registry built without ``clock=`` expires and timestamps on this clock
+        too, rather than mixing virtual timestamps with real expiry.
         """
         global _wall_owner
         if _wall_owner is self:
-            yield
+            with use_clock(self):
+                yield
             return
         if _wall_owner is not None:
             raise VirtualTimeError(
@@ -289,7 +299,8 @@ class VirtualClock:
 
         self._wall_followers.append(follow)
         try:
-            yield
+            with use_clock(self):
+                yield
         finally:
             self._wall_followers.remove(follow)
             _wall_owner = None
@@ -399,35 +410,45 @@ class _VirtualSelector(selectors.BaseSelector):
         self._inner.close()
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        forbidden, self._loop._forbidden_io = self._loop._forbidden_io, None
+        # ``timeout`` is asyncio's float estimate; the decision is taken again here on integer nanoseconds, because
+        # past 2**23 s two distinct nanoseconds can be the same float and a float "due" test would spin forever.
+        loop = self._loop
+        forbidden, loop._forbidden_io = loop._forbidden_io, None
         if forbidden is not None:
             raise forbidden
-        if timeout is not None and timeout <= 0:
+        now_ns = loop.clock.now_ns()
+        deadline_ns = loop._next_deadline_ns()
+        if loop._callbacks_ready():
             return self._inner.select(0)
+        if deadline_ns is not None and deadline_ns <= now_ns:
+            return self._inner.select(0)  # a timer is due: _process_events hands it to the ready queue
         # Nothing is ready to run: first collect whatever already happened (I/O, wake-ups from other threads).
         events = self._inner.select(0)
         if events:
             return events
-        loop = self._loop
         if loop.real_work_pending():
             # Real I/O or a thread could still complete: wait for it in real time, at most the virtual time left until
             # the next timer, so no timer fires earlier (in real time) than on a real loop, and none is skipped past.
-            events = self._inner.select(timeout)
-            if events or timeout is None:
+            if deadline_ns is None:
+                return self._inner.select(None)
+            wait_ns = min(deadline_ns - now_ns, _MAXIMUM_SELECT_TIMEOUT_NS)
+            events = self._inner.select(wait_ns / NS_PER_SECOND)
+            if events:
                 return events
-            if timeout >= _MAXIMUM_SELECT_TIMEOUT:
-                # asyncio caps the wait at one day: move by the real time that passed, not all the way to the timer
-                loop.clock._move_to(loop.clock.now_ns() + round(timeout * NS_PER_SECOND))
+            if wait_ns < deadline_ns - now_ns:
+                # the real wait is capped at one day, as asyncio caps it: move by the time that passed, not further
+                loop.clock._move_to(now_ns + wait_ns)
                 return []
-        elif timeout is None:
-            # No timer, no descriptor, no executor job: only a thread we do not know of could still wake us.
+        elif deadline_ns is None:
+            # No timer and no real work: only a thread we do not know of could still wake us.
             events = self._inner.select(loop.deadlock_grace)
             if events:
                 return events
             blocked = describe_tasks(asyncio.all_tasks(loop))
             raise DeadlockError(
                 f"virtual-time deadlock at t={loop.clock.now()!r} s: no task can ever wake up (no ready callback, no "
-                "timer, no real I/O, no executor job). Blocked tasks:\n  " + "\n  ".join(blocked or ["(none)"]),
+                "timer, no real I/O, no executor job, no child process). Blocked tasks:\n  "
+                + "\n  ".join(blocked or ["(none)"]),
                 blocked,
             )
         loop._jump_to_next_timer()
@@ -446,10 +467,13 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     1. **Autojump.** No real work is pending: the clock jumps to the earliest timer's deadline at once, that timer (and
        any other due at the same nanosecond) fires, and the tasks it wakes run before the clock moves again.
     2. **Real wait.** Real work is pending, meaning a file descriptor other than the loop's own wake-up socket is
-       registered (a socket, pipe, subprocess) or a ``run_in_executor``/``to_thread`` job or the default-executor
-       shutdown is outstanding: the loop blocks in a real ``select`` for at most the virtual time left until the next
-       timer, taken as real seconds (forever if there is none). If anything arrives it is handled and virtual time
-       does not move (real I/O takes zero virtual time); if the real wait runs out, the clock jumps to that timer.
+       registered (a socket, pipe, subprocess pipe), a ``run_in_executor``/``to_thread``/``getaddrinfo`` job is
+       outstanding (until its thread returns, even when its waiter was cancelled) or the default executor is shutting
+       down, or a child process started on this loop has not exited (asyncio's child watcher wakes the loop when it
+       does): asyncio's own helper threads are real work in flight. The loop blocks in a real ``select`` for at most the
+       virtual time left until the next timer, taken as real seconds (forever if there is none). If anything arrives it
+       is handled and virtual time does not move (real I/O takes zero virtual time); if the real wait runs out, the
+       clock jumps to that timer.
        Virtual time therefore never outruns real time while real work is pending. With ``real_io="forbid"`` a
        registration of a real descriptor raises :class:`RealIOError` instead.
     3. **Deadlock.** No timer and no real work: after ``deadlock_grace`` real seconds (default 0.1) without a wake-up
@@ -458,7 +482,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     4. **End of time.** The earliest timer lies beyond ``end`` (virtual ``clock.now()`` seconds, optional): the clock
        is set to ``end`` and :class:`EndOfTimeError` is raised. Timers due exactly at ``end`` still fire.
 
-    ``loop.time()`` is a float: it is exact to the nanosecond while ``clock.now()`` is below about 2.6e6 s (30 days).
+    Which timers are due is decided on integer nanoseconds (``call_later`` adds the delay to ``clock.now_ns()``), so
+    timers fire at their own nanosecond at any clock value, a year or ``MAX_TTL`` in. ``loop.time()`` itself is a
+    float: it tells nanoseconds apart while ``clock.now()`` is below 2**23 s (~97 days), not after that; a deadline
+    computed as ``loop.time() + delay`` (``call_at``, ``asyncio.timeout_at``) is rounded to that float.
     """
 
     def __init__(
@@ -487,10 +514,15 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._forbidden_io: RealIOError | None = None
         self._timer_seq = itertools.count()
         self._executor_jobs = 0
+        self._thread_jobs = 0  # functions running (or queued) in executor threads, counted by the threads themselves
+        self._thread_jobs_lock = threading.Lock()
+        self._children: list[asyncio.SubprocessTransport] = []
         self._close_callbacks: list[Callable[[], None]] = []
         super().__init__(_VirtualSelector(selectors.DefaultSelector(), self))
-        # asyncio pops timers with when < time() + resolution; half a nanosecond pops exactly those due by now_ns
-        self._clock_resolution = 0.5 / NS_PER_SECOND
+        # asyncio's _run_once pops timers with a float test, when < time() + resolution. With no resolution that test
+        # pops only timers strictly past due (float rounding is monotonic), which _process_events already moved to the
+        # ready queue by their integer deadline; so the float test never decides anything.
+        self._clock_resolution = 0.0
 
     @property
     def end(self) -> float | None:
@@ -499,6 +531,18 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self.clock.now()
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        # from the integer clock, not from time() + delay: past ~100 days a float sum drops nanoseconds
+        if delay is None:
+            raise TypeError("delay cannot be None")
+        return self.call_at_ns(self.clock.now_ns() + _to_ns(delay, what="delay"), callback, *args, context=context)
 
     def call_at(
         self,
@@ -546,13 +590,47 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         internals: Any = self
         if internals._ready:
             return True
-        scheduled = internals._scheduled
-        return bool(scheduled) and _deadline_ns(scheduled[0]) <= self.clock.now_ns()
+        deadline_ns = self._next_deadline_ns()
+        return deadline_ns is not None and deadline_ns <= self.clock.now_ns()
+
+    def _callbacks_ready(self) -> bool:
+        internals: Any = self
+        return bool(internals._ready) or bool(internals._stopping)
+
+    def _next_deadline_ns(self) -> int | None:
+        """The integer deadline of the earliest live timer, or ``None`` (cancelled timers at the head are dropped)."""
+        internals: Any = self
+        scheduled: list[asyncio.TimerHandle] = internals._scheduled
+        while scheduled and scheduled[0].cancelled():
+            handle: Any = heapq.heappop(scheduled)
+            handle._scheduled = False
+            internals._timer_cancelled_count -= 1
+        return _deadline_ns(scheduled[0]) if scheduled else None
+
+    def _process_events(self, event_list: list[tuple[selectors.SelectorKey, int]]) -> None:
+        # After the I/O callbacks (asyncio's order), every timer due by its integer deadline becomes ready.
+        super()._process_events(event_list)  # type: ignore[misc]  # BaseSelectorEventLoop internals
+        internals: Any = self
+        scheduled: list[asyncio.TimerHandle] = internals._scheduled
+        now_ns = self.clock.now_ns()
+        while scheduled and _deadline_ns(scheduled[0]) <= now_ns:
+            handle: Any = heapq.heappop(scheduled)
+            handle._scheduled = False
+            if handle.cancelled():
+                internals._timer_cancelled_count -= 1
+            else:
+                internals._ready.append(handle)
 
     def real_work_pending(self) -> bool:
-        """Whether real I/O or a thread could still wake the loop (rule 2 of the class docstring)."""
-        if self._executor_jobs:
+        """Whether real I/O or a thread could still wake the loop (rule 2 of the class docstring): a registered file
+        descriptor other than the loop's wake-up socket, an executor job (``run_in_executor``, ``to_thread``,
+        ``getaddrinfo``, the default executor's shutdown) or a child process that has not exited yet."""
+        if self._executor_jobs or self._thread_jobs:
             return True
+        if self._children:
+            self._children = [child for child in self._children if child.get_returncode() is None]
+            if self._children:
+                return True
         internals: Any = self
         wakeup_fd = internals._ssock.fileno()
         return any(key.fd != wakeup_fd for key in self.get_selector_map().values())
@@ -589,13 +667,46 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.clock._move_to(deadline)
 
     def run_in_executor(self, executor: Any, func: Callable[[Unpack[Ts]], T], *args: *Ts) -> asyncio.Future[T]:
-        future = super().run_in_executor(executor, func, *args)
+        # A job is real work until its result reaches the loop (counted here), and, in a thread pool, also until its
+        # function returns (counted by the thread): a job whose awaiting task was cancelled, e.g. by a wait_for
+        # timeout, keeps its thread busy. (A process pool pickles the function, so only the first count applies.)
+        if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+            future = super().run_in_executor(executor, func, *args)
+        else:
+
+            def job() -> T:
+                try:
+                    return func(*args)
+                finally:
+                    with self._thread_jobs_lock:
+                        self._thread_jobs -= 1
+
+            with self._thread_jobs_lock:
+                self._thread_jobs += 1
+            try:
+                future = super().run_in_executor(executor, job)
+            except BaseException:
+                with self._thread_jobs_lock:
+                    self._thread_jobs -= 1
+                raise
         self._executor_jobs += 1
         future.add_done_callback(self._executor_job_done)
         return future
 
     def _executor_job_done(self, _: object) -> None:
         self._executor_jobs -= 1
+
+    async def subprocess_exec(self, *args: Any, **kwargs: Any) -> tuple[asyncio.SubprocessTransport, Any]:
+        return self._track_child(await super().subprocess_exec(*args, **kwargs))
+
+    async def subprocess_shell(self, *args: Any, **kwargs: Any) -> tuple[asyncio.SubprocessTransport, Any]:
+        return self._track_child(await super().subprocess_shell(*args, **kwargs))
+
+    def _track_child(self, created: tuple[asyncio.SubprocessTransport, Any]) -> tuple[asyncio.SubprocessTransport, Any]:
+        # a child that has not exited is real work: asyncio's child watcher (a thread on 3.11) wakes the loop when it
+        # exits, even when no pipe of it is registered with the selector
+        self._children.append(created[0])
+        return created
 
     async def shutdown_default_executor(self, *args: Any, **kwargs: Any) -> None:
         # the shutdown runs in a helper thread that wakes the loop when done: real work, not a deadlock
@@ -685,13 +796,16 @@ def run(
 
     ``clock`` defaults to a new :class:`VirtualClock`; ``end`` is the virtual end of time in ``clock.now()`` seconds.
     With ``patch_wall_clock`` (default) the wall clock follows ``clock`` for the whole run (:meth:`VirtualClock.
-    patch_wall_clock`) and is restored when ``run`` returns or raises. Like ``asyncio.run``, the remaining tasks are
+    patch_wall_clock`) and is restored when ``run`` returns or raises. Either way ``clock`` is
+    :func:`sessionkv.clock.current_clock` during the run, so stores and registries built inside without ``clock=``
+    follow it. Like ``asyncio.run``, the remaining tasks are
     cancelled, async generators and the default executor shut down, and the loop closed before returning.
     Raises :class:`DeadlockError` / :class:`EndOfTimeError` as described on :class:`VirtualTimeLoop`.
     """
     used_clock = VirtualClock() if clock is None else clock
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(use_clock(used_clock))
             if patch_wall_clock:
                 stack.enter_context(used_clock.patch_wall_clock())
             runner = stack.enter_context(
@@ -708,12 +822,19 @@ class VirtualClockSessionKVStore(InMemorySessionKVStore):
     A key set at virtual ``t`` with ``ttl=d`` is readable up to ``t + d - 1 ns`` and gone from ``t + d`` (G06, to the
     nanosecond). The periodic sweep started by :meth:`start` runs every ``cleanup_interval`` virtual seconds (through
     :meth:`VirtualClock.sleep`, so it also follows :meth:`VirtualClock.advance` on an ordinary event loop).
+
+    ``clock`` defaults to :func:`sessionkv.clock.current_clock` when that is a :class:`VirtualClock` (inside
+    :func:`run` or a ``sessionkv_virtual_time`` test), else to a new :class:`VirtualClock`.
     """
 
     clock: VirtualClock
 
     def __init__(self, *, cleanup_interval: float = 60.0, clock: VirtualClock | None = None) -> None:
-        virtual = VirtualClock() if clock is None else clock
+        if clock is None:
+            current = current_clock()
+            virtual = current if isinstance(current, VirtualClock) else VirtualClock()
+        else:
+            virtual = clock
         if not isinstance(virtual, VirtualClock):
             raise TypeError(f"clock must be a VirtualClock, got {type(clock).__name__}")
         super().__init__(cleanup_interval=cleanup_interval, clock=virtual)
