@@ -61,13 +61,18 @@ ELIDE_AFTER = 6
 def elide(items: Sequence[object], *, limit: int = ELIDE_AFTER, show: int = 3) -> str:
     """``items`` rendered in full when there are at most ``limit``, else ``[a, b, c, ... N items]``.
 
-    The one way certification prints a collection, so no failure message grows with the size of the data.
+    The one way certification prints a collection (or a long argument list), so no failure message grows with the
+    size of the data.
     """
     opener, closer = ("(", ")") if isinstance(items, tuple) else ("[", "]")
+    trailing = "," if isinstance(items, tuple) and len(items) == 1 else ""
+    return opener + _elided_items(items, limit=limit, show=show) + trailing + closer
+
+
+def _elided_items(items: Sequence[object], *, limit: int = ELIDE_AFTER, show: int = 3) -> str:
     if len(items) <= limit:
-        inner = ", ".join(render_value(v) for v in items)
-        return opener + inner + ("," if isinstance(items, tuple) and len(items) == 1 else "") + closer
-    return f"{opener}{', '.join(render_value(v) for v in items[:show])}, ... {len(items)} items{closer}"
+        return ", ".join(render_value(v) for v in items)
+    return f"{', '.join(render_value(v) for v in items[:show])}, ... {len(items)} items"
 
 
 def render_value(value: object) -> str:
@@ -100,7 +105,7 @@ def describe_difference(actual: object, expected: object) -> str:
 
 
 def render_call(method: str, args: Sequence[object], kwargs: dict[str, object]) -> str:
-    parts = [render_value(a) for a in args] + [f"{k}={render_value(v)}" for k, v in kwargs.items()]
+    parts = ([_elided_items(args)] if args else []) + [f"{k}={render_value(v)}" for k, v in kwargs.items()]
     return f"{method}({', '.join(parts)})"
 
 
