@@ -3,6 +3,9 @@
 Every class subclasses :class:`InMemorySessionKVStore` (so everything else is correct and virtual time applies) and is
 listed in :data:`GALLERY` with the guarantee id that must catch it. Each is also a CLI target, e.g.
 ``sessionkv certify certify_gallery:OnlyIfExistsResurrects`` (run from ``tests/certify``).
+
+:class:`LenientButCorrect` is the opposite: a user's own straightforward store that keeps data correctly but is lenient
+on the finer G14 points. It must certify (exit 0) with strictness warnings, and fail only under ``--strict``.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import asyncio
 import fnmatch
 import math
 from collections.abc import Sequence
-from typing import Final
+from types import TracebackType
+from typing import Any, Final, Self
 
 from sessionkv import InMemorySessionKVStore
+from sessionkv.clock import SYSTEM_CLOCK, Clock
 from sessionkv.store import check_items, check_key, check_keys, check_prefix, check_ttl_ns, check_value
 
 
@@ -207,3 +212,81 @@ GALLERY: Final[dict[str, tuple[type[InMemorySessionKVStore], str]]] = {
     ]
 }
 """Broken store class name -> (class, the guarantee id whose checks must fail)."""
+
+
+class LenientButCorrect:
+    """A store written from scratch, as a user would: correct data, exact expiry on its clock, ``ttl`` checked to be
+    a finite number > 0 and values to be bytes-like (stored as a ``bytes`` copy), everything validated before anything
+    is written. Lenient on the finer points only: a TTL above ``MAX_TTL`` or a ``bool`` TTL is accepted, a ``Fraction``
+    TTL refused, keys are not checked (non-``str`` and lone-surrogate keys are accepted), a bare ``str`` given to
+    ``delete``/``mget`` is read as one key, and a 2-tuple ``mset`` item raises ``ValueError`` (from unpacking)."""
+
+    expiry_granularity_ns = 1
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock = SYSTEM_CLOCK if clock is None else clock
+        self._data: dict[Any, tuple[bytes, int]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _deadline(self, ttl: object) -> int:
+        if not isinstance(ttl, (int, float)):
+            raise TypeError(f"ttl must be int or float, got {type(ttl).__name__}")
+        if not math.isfinite(ttl) or ttl <= 0:
+            raise ValueError(f"ttl must be finite and > 0, got {ttl!r}")
+        return self._clock.now_ns() + max(1, round(ttl * 1e9))
+
+    @staticmethod
+    def _bytes(value: object) -> bytes:
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise TypeError(f"value must be bytes, got {type(value).__name__}")
+        return bytes(value)
+
+    def _live(self, key: Any) -> bytes | None:
+        entry = self._data.get(key)
+        return entry[0] if entry is not None and entry[1] > self._clock.now_ns() else None
+
+    async def set(self, key: Any, value: Any, ttl: Any, *, only_if_exists: bool = False) -> None:
+        data, deadline = self._bytes(value), self._deadline(ttl)
+        if only_if_exists and self._live(key) is None:
+            return
+        self._data[key] = (data, deadline)
+
+    async def mset(self, items: Any) -> None:
+        checked = [(key, self._bytes(value), self._deadline(ttl)) for key, value, ttl in items]
+        for key, data, deadline in checked:
+            self._data[key] = (data, deadline)
+
+    async def get(self, key: Any) -> bytes | None:
+        return self._live(key)
+
+    async def mget(self, keys: Any) -> list[bytes | None]:
+        return [self._live(key) for key in ([keys] if isinstance(keys, str) else keys)]
+
+    async def expire(self, *keys: Any, ttl: Any) -> None:
+        deadline = self._deadline(ttl)
+        for key in keys:
+            data = self._live(key)
+            if data is not None:
+                self._data[key] = (data, deadline)
+
+    async def keys(self, prefix: Any) -> list[Any]:
+        now = self._clock.now_ns()
+        return [k for k, (_, deadline) in self._data.items() if deadline > now and k.startswith(prefix)]
+
+    async def delete(self, keys: Any) -> None:
+        for key in [keys] if isinstance(keys, str) else keys:
+            self._data.pop(key, None)

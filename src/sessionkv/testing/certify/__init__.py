@@ -4,9 +4,26 @@
 checks (:data:`~sessionkv.testing.certify.catalogue.CHECKS`). See ``docs/certify.md``.
 """
 
-from sessionkv.testing.certify.catalogue import CATALOGUE, CHECKS, Check, CheckSkipped, ContractViolation, checks_for
+from sessionkv.testing.certify.catalogue import (
+    CATALOGUE,
+    CHECKS,
+    Check,
+    CheckSkipped,
+    ContractViolation,
+    Inconclusive,
+    StrictnessWarning,
+    checks_for,
+)
 from sessionkv.testing.certify.harness import Harness, TimeMode
-from sessionkv.testing.certify.runner import Backend, Report, TargetError, certify, load_target, prepare_backend
+from sessionkv.testing.certify.runner import (
+    Backend,
+    Report,
+    TargetError,
+    certify,
+    load_target,
+    prepare_backend,
+    verdict_mismatches,
+)
 
 __all__ = [
     "CATALOGUE",
@@ -16,11 +33,14 @@ __all__ = [
     "CheckSkipped",
     "ContractViolation",
     "Harness",
+    "Inconclusive",
     "Report",
+    "StrictnessWarning",
     "TargetError",
     "TimeMode",
     "certify",
     "checks_for",
     "load_target",
     "prepare_backend",
+    "verdict_mismatches",
 ]

@@ -1,7 +1,8 @@
 """Factories of sessionkv's own stores, ready for ``sessionkv certify`` and for the contract classes.
 
-``sessionkv certify sessionkv.testing.certify.backends:memory`` (virtual clock), ``...:fakeredis`` (real time, fakeredis
-in process), ``...:redis`` and ``...:redis_indexed`` (real time, a real redis-server: ``$SESSIONKV_REDIS_URL`` if set,
+``sessionkv certify sessionkv.testing.certify.backends:memory`` (virtual clock), ``...:fakeredis`` (virtual clock too:
+fakeredis in process, reading the wall clock that the check's clock patches; real time with ``--real-time``),
+``...:redis`` and ``...:redis_indexed`` (real time, a real redis-server: ``$SESSIONKV_REDIS_URL`` if set,
 else one :class:`~sessionkv.testing.servers.RedisServer` started on first use and stopped at exit). Every call returns
 a new store with its own key prefix, so stores never see each other's keys. Each factory declares what the suite needs
 to know: ``unavailable`` (a factory of a store whose backend cannot be reached, for G15) or ``unsupported``.
@@ -64,14 +65,29 @@ class _CleaningRedisStore(RedisSessionKVStore):
             await lent.aclose()
 
 
-def fakeredis() -> RedisSessionKVStore:
-    """A ``RedisSessionKVStore`` over a private fakeredis server (real time: fakeredis reads ``time.time()``)."""
+def fakeredis(*, clock: Clock | None = None) -> RedisSessionKVStore:
+    """A ``RedisSessionKVStore`` over a private fakeredis server.
+
+    With ``clock`` (a :class:`~sessionkv.testing.virtual_time.VirtualClock` that patches the wall clock, as the
+    certification runner does for a factory marked ``follows_wall_clock``) it is
+    :func:`~sessionkv.testing.virtual_time.virtual_fakeredis_store`: keys expire on that clock, so no check depends on
+    the speed of the machine. Without, fakeredis expires keys on the real ``time.time()``.
+    """
     import fakeredis as fake
 
+    if clock is not None:
+        from sessionkv.testing.virtual_time import VirtualClock, virtual_fakeredis_store
+
+        if not isinstance(clock, VirtualClock):
+            raise TypeError(f"fakeredis follows the wall clock: clock must be a VirtualClock, got {clock!r}")
+        return virtual_fakeredis_store(clock, key_prefix=_prefix())
     client = fake.FakeAsyncRedis(server=fake.FakeServer())
     store = _CleaningRedisStore(client=client, key_prefix=_prefix())
     store._lent_client = client
     return store
+
+
+fakeredis.follows_wall_clock = True  # type: ignore[attr-defined]
 
 
 def _unreachable_fakeredis() -> RedisSessionKVStore:

@@ -9,6 +9,12 @@ on a missing key, per-item TTLs of mset, order and ``None`` of mget, expire on e
 of live keys, delete ignoring missing keys, ``async with``). ``full`` adds every decision sessionkv fixes on top
 (G01-G16 of :mod:`sessionkv.store`): input validation, literal prefixes, no resurrection, exact boundaries, atomicity,
 isolation, unicode and empty keys, unavailability, plus the model-based test over random sequences.
+
+Severities: a check's :class:`ContractViolation` is a **correctness** failure (data, expiry, batches, rejection of
+non-finite or non-positive TTLs and of non-bytes values with nothing written...): it decides the exit status. The finer
+argument points of G14 (a TTL above ``MAX_TTL``, a ``Fraction`` or ``bool`` TTL, a bare ``str`` given as a key list,
+keys that are not ``str`` or hold a lone surrogate, which of ``TypeError``/``ValueError`` a rejection raises) are
+**strictness** points: a check records them with ``Harness.warn`` and they are warnings unless ``--strict``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
 from sessionkv.store import GUARANTEES
+from sessionkv.testing.certify.model import describe_difference, render_value
 
 if TYPE_CHECKING:
     from sessionkv.testing.certify.harness import Harness
@@ -29,12 +36,16 @@ __all__ = [
     "CheckSkipped",
     "ContractViolation",
     "Guarantee",
+    "Inconclusive",
     "Level",
+    "Severity",
+    "StrictnessWarning",
     "check",
     "checks_for",
 ]
 
 Level = Literal["seed", "full"]
+Severity = Literal["correctness", "strictness"]
 LEVELS: Final = ("seed", "full")
 
 MODEL_ID: Final = "MODEL"
@@ -44,16 +55,47 @@ class ContractViolation(AssertionError):
     """The store did something its contract forbids; the message says what, with the values seen.
 
     ``reproduction``, when given, is the minimal sequence of calls already found by the check itself (the model-based
-    test shrinks on its own); otherwise the runner derives one from the calls the check recorded.
+    test shrinks on its own); otherwise the runner derives one from the calls the check recorded. ``fix`` says how to
+    repair the store where sessionkv has the answer (else the check's own ``fix`` is shown). ``severity`` is
+    ``"strictness"`` only for a check whose every point is a finer G14 point (the model-based test, when only a
+    strictness input provokes the divergence).
     """
 
-    def __init__(self, message: str, *, reproduction: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        reproduction: list[str] | None = None,
+        fix: str | None = None,
+        severity: Severity = "correctness",
+    ) -> None:
         super().__init__(message)
         self.reproduction = reproduction
+        self.fix = fix
+        self.severity: Severity = severity
 
 
 class CheckSkipped(Exception):
-    """A check could not reach a verdict (a capability the backend declares it lacks, or an inconclusive timing)."""
+    """A check cannot run: the backend declares it lacks a capability, or the harness cannot observe what it needs.
+
+    ``required`` marks a check that should have run but could not in this environment (the model-based test without
+    hypothesis): the run is then incomplete and exits non-zero unless ``--allow-skips``.
+    """
+
+    def __init__(self, reason: str, *, required: bool = False) -> None:
+        super().__init__(reason)
+        self.required = required
+
+
+class StrictnessWarning(UserWarning):
+    """A finer G14 point the store does not meet: a warning, a failure only under ``--strict`` / ``strict = True``."""
+
+
+class Inconclusive(Exception):
+    """Real time ran out under the check: its own calls took too much of the TTL to judge the store.
+
+    The runner retries the check with a longer TTL and reports INCONCLUSIVE (never FAIL) if that does not help.
+    """
 
 
 @dataclass(frozen=True)
@@ -80,6 +122,10 @@ class Check:
     function: CheckFunction
     needs: frozenset[str] = frozenset()
     """Capabilities the check needs beyond the store API (``"unavailable"``: a factory of an unreachable store)."""
+    fix: str = ""
+    """How to repair a store that fails this check, where sessionkv has the answer (shown under every failure)."""
+    severity: Severity = "correctness"
+    """``"strictness"``: every point the check makes is a finer G14 point (it can only warn, unless ``--strict``)."""
 
     @property
     def doc(self) -> str:
@@ -91,9 +137,14 @@ CHECKS: dict[str, Check] = {}
 
 
 def check(
-    guarantee: str, level: Level = "full", *, needs: frozenset[str] = frozenset()
+    guarantee: str,
+    level: Level = "full",
+    *,
+    needs: frozenset[str] = frozenset(),
+    fix: str = "",
+    severity: Severity = "correctness",
 ) -> Callable[[CheckFunction], CheckFunction]:
-    """Register ``async def <id>_<what>(h)`` as a check of ``guarantee`` at ``level``."""
+    """Register ``async def <id>_<what>(h)`` as a check of ``guarantee`` at ``level``; ``fix`` is the repair advice."""
     if guarantee not in GUARANTEES and guarantee != MODEL_ID:
         raise ValueError(f"unknown guarantee id {guarantee!r}")
 
@@ -103,7 +154,7 @@ def check(
             raise ValueError(f"check {name!r} must be named after its guarantee: {guarantee}_...")
         if name in CHECKS:
             raise ValueError(f"check {name!r} is defined twice")
-        CHECKS[name] = Check(guarantee, name, level, function, needs)
+        CHECKS[name] = Check(guarantee, name, level, function, needs, fix, severity)
         return function
 
     return register
@@ -117,15 +168,16 @@ def checks_for(level: Level) -> list[Check]:
     return [c for c in CHECKS.values() if level == "full" or c.level == "seed"]
 
 
-def expect(condition: bool, message: str) -> None:
-    """Raise :class:`ContractViolation` with ``message`` unless ``condition``."""
+def expect(condition: bool, message: str, *, fix: str | None = None) -> None:
+    """Raise :class:`ContractViolation` with ``message`` (and ``fix``) unless ``condition``."""
     if not condition:
-        raise ContractViolation(message)
+        raise ContractViolation(message, fix=fix)
 
 
-def expect_equal(actual: object, expected: object, what: str) -> None:
+def expect_equal(actual: object, expected: object, what: str, *, fix: str | None = None) -> None:
+    """Raise :class:`ContractViolation` unless ``actual == expected``; long collections are elided with counts."""
     if actual != expected:
-        raise ContractViolation(f"{what}: expected {expected!r}, got {actual!r}")
+        raise ContractViolation(f"{what}: {describe_difference(actual, expected)}", fix=fix)
 
 
 async def expect_raises(
@@ -139,7 +191,7 @@ async def expect_raises(
         return exc
     except Exception as exc:
         raise ContractViolation(f"{what}: expected {names}, got {type(exc).__name__}: {exc}") from exc
-    raise ContractViolation(f"{what}: expected {names}, but the call returned {result!r}")
+    raise ContractViolation(f"{what}: expected {names}, but the call returned {render_value(result)}")
 
 
 Unsupported = Mapping[str, str]

@@ -1,6 +1,8 @@
-"""``sessionkv certify TARGET [--json PATH] [--level seed|full] [--seed N] [--real-time]``.
+"""``sessionkv certify TARGET [--json PATH] [--level seed|full] [--seed N] [--real-time] [--strict] [--allow-skips]``.
 
-Exit status: 0 when every checked guarantee passes, 1 when any fails, 2 for a usage or import error.
+Exit status: 0 when every correctness check passes (strictness warnings allowed), 1 when any fails (or, with
+``--strict``, has a strictness warning), 2 for a usage or import error, 3 when the run is incomplete (an INCONCLUSIVE
+real-time check, or the model-based test could not run) unless ``--allow-skips``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from sessionkv.testing.certify.runner import Report, TargetError, certify, load_
 
 __all__ = ["build_parser", "main"]
 
-EXIT_PASS = 0
-EXIT_FAIL = 1
 EXIT_USAGE = 2
 
 
@@ -43,6 +43,16 @@ def build_parser(prog: str = "sessionkv certify") -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the model-based test (default 0)")
     parser.add_argument(
         "--real-time", action="store_true", help="use short real TTLs even if the factory accepts clock="
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="strictness warnings (finer G14 argument points) are failures: exit status 1",
+    )
+    parser.add_argument(
+        "--allow-skips",
+        action="store_true",
+        help="exit 0 even if the run is incomplete (INCONCLUSIVE checks, or the model-based test could not run)",
     )
     return parser
 
@@ -81,7 +91,15 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
 async def _run(args: argparse.Namespace) -> Report:
     factory = load_target(args.target)
     backend = await prepare_backend(factory, name=args.target)
-    return await certify(backend, level=args.level, seed=args.seed, real_time=args.real_time, target=args.target)
+    return await certify(
+        backend,
+        level=args.level,
+        seed=args.seed,
+        real_time=args.real_time,
+        target=args.target,
+        strict=args.strict,
+        allow_skips=args.allow_skips,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,6 +29,8 @@ __all__ = [
     "ReferenceModel",
     "Step",
     "compare",
+    "describe_difference",
+    "elide",
     "execute",
     "render_call",
     "render_value",
@@ -52,25 +54,58 @@ def snapshot(value: Any) -> Any:
     return value
 
 
+ELIDE_AFTER = 6
+"""Collections longer than this are shown as their first three items and a count (:func:`elide`)."""
+
+
+def elide(items: Sequence[object], *, limit: int = ELIDE_AFTER, show: int = 3) -> str:
+    """``items`` rendered in full when there are at most ``limit``, else ``[a, b, c, ... N items]``.
+
+    The one way certification prints a collection (or a long argument list), so no failure message grows with the
+    size of the data.
+    """
+    opener, closer = ("(", ")") if isinstance(items, tuple) else ("[", "]")
+    trailing = "," if isinstance(items, tuple) and len(items) == 1 else ""
+    return opener + _elided_items(items, limit=limit, show=show) + trailing + closer
+
+
+def _elided_items(items: Sequence[object], *, limit: int = ELIDE_AFTER, show: int = 3) -> str:
+    if len(items) <= limit:
+        return ", ".join(render_value(v) for v in items)
+    return f"{', '.join(render_value(v) for v in items[:show])}, ... {len(items)} items"
+
+
 def render_value(value: object) -> str:
+    """A short ``repr``: long bytes, strings and collections are cut, with their size."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         shown = repr(data[:24] + b"...") + f"[{len(data)} bytes]" if len(data) > 32 else repr(data)
         return shown if type(value) is bytes else f"{type(value).__name__}({shown})"
-    if isinstance(value, (list, tuple)) and len(value) > 6:
-        opener, closer = ("[", "]") if isinstance(value, list) else ("(", ")")
-        return f"{opener}{', '.join(render_value(v) for v in value[:3])}, ... {len(value)} items{closer}"
-    if isinstance(value, list):
-        return "[" + ", ".join(render_value(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(render_value(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, (list, tuple)):
+        return elide(value)
     if isinstance(value, str) and len(value) > 40:
         return repr(value[:20] + "...") + f"[{len(value)} chars]"
     return repr(value)
 
 
+def describe_difference(actual: object, expected: object) -> str:
+    """``expected X, got Y``; for two collections also how many items are extra and missing (each list elided)."""
+    text = f"expected {render_value(expected)}, got {render_value(actual)}"
+    if isinstance(actual, (list, tuple)) and isinstance(expected, (list, tuple)):
+        try:
+            have, want = Counter(actual), Counter(expected)
+        except TypeError:
+            return text
+        extra, missing = sorted((have - want).elements(), key=repr), sorted((want - have).elements(), key=repr)
+        if extra or missing:
+            text += f" ({len(extra)} extra: {elide(extra)}; {len(missing)} missing: {elide(missing)})"
+        elif list(actual) != list(expected):
+            text += " (the same items in another order)"
+    return text
+
+
 def render_call(method: str, args: Sequence[object], kwargs: dict[str, object]) -> str:
-    parts = [render_value(a) for a in args] + [f"{k}={render_value(v)}" for k, v in kwargs.items()]
+    parts = ([_elided_items(args)] if args else []) + [f"{k}={render_value(v)}" for k, v in kwargs.items()]
     return f"{method}({', '.join(parts)})"
 
 
@@ -209,7 +244,7 @@ def compare(step: Step, expected: Outcome, actual: Outcome) -> str | None:
         if wrong_type:
             return f"returned {wrong_type[0]} values, not bytes: {actual.render()}"
         if actual.value != expected.value:
-            return f"expected {expected.render()}, got {actual.render()}"
+            return describe_difference(actual.value, expected.value)
     elif method == "keys":
         try:
             found = Counter(actual.value)
@@ -217,11 +252,9 @@ def compare(step: Step, expected: Outcome, actual: Outcome) -> str | None:
             return f"returned {actual.render()}, not a list of str"
         repeated = sorted(k for k, n in found.items() if n > 1)
         if repeated:
-            return f"listed {repeated!r} more than once: {sorted(actual.value)!r}"
+            return f"listed {elide(repeated)} more than once: {elide(sorted(actual.value))}"
         if sorted(found) != sorted(expected.value):
-            extra = sorted(set(found) - set(expected.value))
-            missing = sorted(set(expected.value) - set(found))
-            return f"expected {sorted(expected.value)!r}, got {sorted(found)!r} (extra {extra!r}, missing {missing!r})"
+            return describe_difference(sorted(found), sorted(expected.value))
     return None
 
 

@@ -2,11 +2,18 @@
 
 Used by the CLI (every check in one event loop) and by the pytest contract classes (one check per test), so both run
 the same checks the same way.
+
+Verdicts of one check: PASS; WARN (correct, but strictness points not met: a failure only under ``--strict``); FAIL
+(a correctness failure); INCONCLUSIVE (real time: the check's own calls overran every TTL it was tried with, so nothing
+was proved either way); SKIPPED (declared unsupported, a missing capability, or, marked ``required``, a check that
+could not run here). Exit status: 0, or 1 for any FAIL (and WARN under ``--strict``), else 3 when the run is incomplete
+(INCONCLUSIVE or a required check not run) unless ``--allow-skips``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
 import os
@@ -22,6 +29,7 @@ from sessionkv.testing.certify.catalogue import (
     Check,
     CheckSkipped,
     ContractViolation,
+    Inconclusive,
     Level,
     checks_for,
 )
@@ -35,6 +43,7 @@ from sessionkv.testing.certify.harness import (
     make_clock,
 )
 from sessionkv.testing.certify.model import Outcome, ReferenceModel, Step, compare, execute
+from sessionkv.testing.virtual_time import VirtualClock
 
 __all__ = [
     "Backend",
@@ -42,13 +51,18 @@ __all__ = [
     "GuaranteeResult",
     "Report",
     "TargetError",
+    "Verdicts",
     "certify",
     "load_target",
     "prepare_backend",
     "run_check",
+    "verdict_mismatches",
 ]
 
-Status = Literal["PASS", "FAIL", "SKIPPED"]
+Status = Literal["PASS", "WARN", "FAIL", "INCONCLUSIVE", "SKIPPED"]
+EXIT_PASS: Final = 0
+EXIT_FAIL: Final = 1
+EXIT_INCOMPLETE: Final = 3
 DEFAULT_GRANULARITY_NS: Final = 1_000_000
 MAX_SHRINK_STEPS: Final = 300
 """Recordings longer than this are reported as they are: replaying them many times would cost more than it tells."""
@@ -70,16 +84,24 @@ class Backend:
     """Check name or guarantee id -> why the backend does not support it (reported as SKIPPED with the reason)."""
     unavailable: StoreFactory | None = None
     """Returns a store whose backend is unreachable (enables the G15 check)."""
+    follows_wall_clock: bool = False
+    """Declared (``factory.follows_wall_clock = True``): the store reads the process's wall clock (``time.time()``),
+    so on a virtual clock that clock patches the wall clock while each check runs."""
 
     def time_mode(self, *, real_time: bool = False) -> TimeMode:
         if self.accepts_clock and not real_time:
-            return TimeMode(True, self.granularity_ns, "the factory accepts clock=")
+            why = "the factory accepts clock="
+            if self.follows_wall_clock:
+                why += " and follows the wall clock"
+            return TimeMode(True, self.granularity_ns, why, wall_clock=self.follows_wall_clock)
         why = "--real-time was given" if self.accepts_clock else "the factory takes no clock= keyword"
         return TimeMode(False, self.granularity_ns, why)
 
-    async def make(self, mode: TimeMode) -> tuple[Any, AdvancingClock | None]:
-        clock = make_clock() if mode.virtual else None
-        store = self.factory(clock=clock) if clock is not None else self.factory()
+    async def make(self, mode: TimeMode, clock: AdvancingClock | None = None) -> tuple[Any, AdvancingClock | None]:
+        """A new store for ``mode``: on a virtual clock, on ``clock`` (the check's) or a new one."""
+        if mode.virtual and clock is None:
+            clock = make_clock()
+        store = self.factory(clock=clock) if mode.virtual else self.factory()
         if inspect.isawaitable(store):
             store = await store
         return store, clock
@@ -95,6 +117,18 @@ class CheckResult:
     reproduction: list[str] = field(default_factory=list)
     shrunk: bool = False
     duration_s: float = 0.0
+    fix: str = ""
+    """How to repair the store (FAIL and WARN), where sessionkv has the answer."""
+    warnings: list[str] = field(default_factory=list)
+    """The strictness points not met (WARN; also kept on a FAIL)."""
+    required: bool = False
+    """SKIPPED: the check should have run but could not here (the run is incomplete)."""
+    attempts: list[str] = field(default_factory=list)
+    """Real time: why earlier attempts with shorter TTLs were not judged (their calls overran the TTL)."""
+
+    @property
+    def incomplete(self) -> bool:
+        return self.status == "INCONCLUSIVE" or (self.status == "SKIPPED" and self.required)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +137,10 @@ class CheckResult:
             "level": self.level,
             "status": self.status,
             "message": self.message,
+            "fix": self.fix,
+            "warnings": self.warnings,
+            "required": self.required,
+            "attempts": self.attempts,
             "reproduction": self.reproduction,
             "shrunk": self.shrunk,
             "duration_s": round(self.duration_s, 4),
@@ -117,25 +155,36 @@ class GuaranteeResult:
 
     @property
     def status(self) -> Status:
-        if any(c.status == "FAIL" for c in self.checks):
-            return "FAIL"
-        if any(c.status == "PASS" for c in self.checks):
-            return "PASS"
+        """The worst verdict of its checks: FAIL, INCONCLUSIVE, WARN, PASS; SKIPPED when none ran."""
+        order: tuple[Status, ...] = ("FAIL", "INCONCLUSIVE", "WARN", "PASS")
+        for status in order:
+            if any(c.status == status for c in self.checks):
+                return status
         return "SKIPPED"
 
     @property
+    def warning_count(self) -> int:
+        return sum(len(c.warnings) for c in self.checks)
+
+    @property
     def reason(self) -> str:
-        """Why the row is SKIPPED (or which checks were skipped in a PASS row)."""
+        """Why the row is SKIPPED or INCONCLUSIVE (or which checks were skipped in a row that ran)."""
         skipped = [c for c in self.checks if c.status == "SKIPPED"]
         if not self.checks:
             return "not stated by the seed reference text; --level full checks it"
         if self.status == "SKIPPED":
             return "; ".join(dict.fromkeys(c.message for c in skipped))
-        if self.status == "PASS" and skipped:
+        if self.status == "INCONCLUSIVE":
+            return "; ".join(dict.fromkeys(c.message for c in self.checks if c.status == "INCONCLUSIVE"))
+        if skipped:
             return f"{len(skipped)} of {len(self.checks)} checks skipped: " + "; ".join(
                 dict.fromkeys(c.message for c in skipped)
             )
         return ""
+
+
+Verdicts = Mapping[str, Status]
+"""Guarantee id -> row status (``Report.verdicts()``, the ``verdicts`` object of the JSON report)."""
 
 
 @dataclass
@@ -146,43 +195,91 @@ class Report:
     mode: TimeMode
     guarantees: list[GuaranteeResult]
     duration_s: float = 0.0
+    strict: bool = False
+    """``--strict``: strictness warnings are failures."""
+    allow_skips: bool = False
+    """``--allow-skips``: an incomplete run (INCONCLUSIVE, a required check not run) may still exit 0."""
+
+    @property
+    def checks(self) -> list[CheckResult]:
+        return [c for g in self.guarantees for c in g.checks]
 
     @property
     def failed(self) -> list[CheckResult]:
-        return [c for g in self.guarantees for c in g.checks if c.status == "FAIL"]
+        """The checks that decide a non-zero exit: FAIL, and WARN under ``--strict``."""
+        return [c for c in self.checks if c.status == "FAIL" or (self.strict and c.status == "WARN")]
+
+    @property
+    def warned(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.status == "WARN"]
+
+    @property
+    def incomplete(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.incomplete]
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        if self.failed:
+            return EXIT_FAIL
+        if self.incomplete and not self.allow_skips:
+            return EXIT_INCOMPLETE
+        return EXIT_PASS
 
     def status_of(self, guarantee: str) -> Status:
         return next(g.status for g in self.guarantees if g.id == guarantee)
+
+    def verdicts(self) -> dict[str, Status]:
+        """Guarantee id -> row status: compare a run with a documented expectation (:func:`verdict_mismatches`)."""
+        return {g.id: g.status for g in self.guarantees}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "level": self.level,
             "seed": self.seed,
+            "strict": self.strict,
+            "allow_skips": self.allow_skips,
             "time": {
                 "mode": "virtual" if self.mode.virtual else "real",
                 "tolerance_ns": self.mode.tolerance_ns,
                 "granularity_ns": self.mode.granularity_ns,
                 "description": self.mode.describe(),
             },
-            "passed": not self.failed,
+            "passed": self.exit_code == EXIT_PASS,
             "exit_status": self.exit_code,
+            "counts": {
+                status: sum(c.status == status for c in self.checks)
+                for status in ("PASS", "WARN", "FAIL", "INCONCLUSIVE", "SKIPPED")
+            },
+            "warnings": sum(len(c.warnings) for c in self.checks),
+            "verdicts": self.verdicts(),
             "duration_s": round(self.duration_s, 3),
             "guarantees": [
                 {
                     "id": g.id,
                     "statement": g.statement,
                     "status": g.status,
+                    "warnings": g.warning_count,
                     "reason": g.reason,
                     "checks": [c.to_json() for c in g.checks],
                 }
                 for g in self.guarantees
             ],
         }
+
+
+def verdict_mismatches(actual: Report | Mapping[str, Any], expected: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Guarantee id -> (expected, actual) for every id of ``expected`` whose row status differs; ``{}`` when all agree.
+
+    ``actual`` is a :class:`Report` or its JSON document (``sessionkv certify --json PATH``, loaded). ``expected`` maps
+    ids to a status (``"PASS"``, ``"WARN"``, ``"FAIL"``, ``"INCONCLUSIVE"``, ``"SKIPPED"``); ids it leaves out are not
+    compared. An unknown id is reported with the actual status ``"MISSING"``.
+    """
+    if isinstance(actual, Report):
+        found: Mapping[str, Any] = actual.verdicts()
+    else:
+        found = actual.get("verdicts") or {row["id"]: row["status"] for row in actual["guarantees"]}
+    return {gid: (want, str(found.get(gid, "MISSING"))) for gid, want in expected.items() if found.get(gid) != want}
 
 
 # -- the target -------------------------------------------------------------------------------------------------------
@@ -237,15 +334,18 @@ async def prepare_backend(
 ) -> Backend:
     """Call ``factory`` once to check it returns a store (and learn its granularity); start and close that store.
 
-    Declarations come from the arguments, else from attributes of the factory (``unsupported``, ``unavailable``),
-    else from attributes of the store class (``certify_unsupported``).
+    Declarations come from the arguments, else from attributes of the factory (``unsupported``, ``unavailable``,
+    ``follows_wall_clock``), else from attributes of the store class (``certify_unsupported``).
     """
     shown = str(name or getattr(factory, "__qualname__", None) or repr(factory))
     uses_clock = accepts_clock(factory)
+    wall_clock = bool(getattr(factory, "follows_wall_clock", False)) and uses_clock
     try:
-        store = factory(clock=make_clock()) if uses_clock else factory()
-        if inspect.isawaitable(store):
-            store = await store
+        clock = make_clock() if uses_clock else None
+        with _wall_clock_of(clock if wall_clock else None):
+            store = factory(clock=clock) if uses_clock else factory()
+            if inspect.isawaitable(store):
+                store = await store
     except Exception as exc:
         raise TargetError(f"calling {shown}() raised {type(exc).__name__}: {exc}") from exc
     _check_api(store, shown)
@@ -253,8 +353,9 @@ async def prepare_backend(
     if not isinstance(granularity, int) or isinstance(granularity, bool) or granularity < 1:
         raise TargetError(f"{type(store).__name__}.expiry_granularity_ns must be a positive int, got {granularity!r}")
     try:
-        await store.start()
-        await store.close()
+        with _wall_clock_of(clock if wall_clock else None):
+            await store.start()
+            await store.close()
     except Exception as exc:
         raise TargetError(
             f"the store from {shown}() failed to start or close: {type(exc).__name__}: {exc}; is its backend running?"
@@ -269,7 +370,15 @@ async def prepare_backend(
         granularity,
         declared,
         unavailable if unavailable is not None else getattr(factory, "unavailable", None),
+        wall_clock,
     )
+
+
+def _wall_clock_of(clock: AdvancingClock | None) -> contextlib.AbstractContextManager[None]:
+    """The wall-clock patch of ``clock`` (a :class:`VirtualClock`), or nothing."""
+    if isinstance(clock, VirtualClock):
+        return clock.patch_wall_clock()
+    return contextlib.nullcontext()
 
 
 # -- one check --------------------------------------------------------------------------------------------------------
@@ -291,36 +400,83 @@ def _timeout(mode: TimeMode, check: Check) -> float:
 async def run_check(
     check: Check, backend: Backend, mode: TimeMode, *, seed: int = 0, level: Level = "full"
 ) -> CheckResult:
-    """Run one check on fresh stores from ``backend`` and return its verdict, with a shrunk reproduction on failure."""
+    """Run one check on fresh stores from ``backend`` and return its verdict, with a shrunk reproduction on failure.
+
+    Real time: a failure of an attempt whose own calls overran its short TTL proves nothing, so the check runs again
+    with the next longer TTL (:data:`~sessionkv.testing.certify.harness.REAL_SHORT_TTLS`); after the last one the
+    verdict is INCONCLUSIVE, never FAIL.
+    """
     reason = _skip_reason(check, backend)
     if reason is not None:
         return CheckResult(check.name, check.guarantee, check.level, "SKIPPED", reason)
-    harness = Harness(lambda: backend.make(mode), mode, backend.unavailable, seed, level)
     started = time.perf_counter()
-    result = CheckResult(check.name, check.guarantee, check.level, "PASS")
-    try:
-        async with asyncio.timeout(_timeout(mode, check)):
-            await harness.open()
-            await check.function(harness)
-    except CheckSkipped as exc:
-        result.status, result.message = "SKIPPED", str(exc)
-    except ContractViolation as exc:
-        result.status, result.message = "FAIL", str(exc)
-        if exc.reproduction is not None:
-            result.reproduction, result.shrunk = exc.reproduction, True
-    except TimeoutError:
-        result.status = "FAIL"
-        result.message = f"did not finish within {_timeout(mode, check):g} s (a hang, or a deadlock in the store)"
-    except Exception as exc:
-        result.status, result.message = "FAIL", f"unexpected {type(exc).__name__}: {exc}"
-    finally:
-        await harness.close_all()
-    if result.status == "FAIL" and not result.reproduction:
-        result.reproduction, result.shrunk, note = await _reproduce(harness, backend, mode)
-        if note:
-            result.message += f" [{note}]"
+    attempts: list[str] = []
+    attempt: TimeMode | None = mode
+    while True:
+        assert attempt is not None
+        result, overran = await _attempt(check, backend, attempt, seed, level)
+        if overran is None or result.status in ("PASS", "WARN", "SKIPPED"):
+            break
+        attempts.append(f"TTL {attempt.short_ttl * 1000:.0f} ms: {overran}")
+        attempt = attempt.longer()
+        if attempt is None:
+            result = CheckResult(
+                check.name,
+                check.guarantee,
+                check.level,
+                "INCONCLUSIVE",
+                f"real time ran out under the check on every attempt ({'; '.join(attempts)}): the machine or the "
+                "backend is too slow to judge it; not a failure",
+            )
+            break
+    result.attempts = attempts
     result.duration_s = time.perf_counter() - started
     return result
+
+
+async def _attempt(
+    check: Check, backend: Backend, mode: TimeMode, seed: int, level: Level
+) -> tuple[CheckResult, str | None]:
+    """One run of ``check``; the second item says how real time overran the attempt (``None``: it did not)."""
+    clock = make_clock() if mode.virtual else None
+    harness = Harness(lambda: backend.make(mode, clock), mode, backend.unavailable, seed, level, clock)
+    result = CheckResult(check.name, check.guarantee, check.level, "PASS", fix=check.fix)
+    overran: str | None = None
+    with _wall_clock_of(clock if mode.wall_clock else None):
+        try:
+            async with asyncio.timeout(_timeout(mode, check)):
+                await harness.open()
+                await check.function(harness)
+        except CheckSkipped as exc:
+            result.status, result.message, result.required = "SKIPPED", str(exc), exc.required
+        except Inconclusive as exc:
+            result.status, result.message = "INCONCLUSIVE", str(exc)
+            overran = str(exc)
+        except ContractViolation as exc:
+            result.status = "WARN" if exc.severity == "strictness" else "FAIL"
+            result.message, result.fix = str(exc), exc.fix or check.fix
+            if exc.reproduction is not None:
+                result.reproduction, result.shrunk = exc.reproduction, True
+            if result.status == "WARN":
+                harness.warnings.append(result.message)
+        except TimeoutError:
+            result.status = "FAIL"
+            result.message = f"did not finish within {_timeout(mode, check):g} s (a hang, or a deadlock in the store)"
+        except Exception as exc:
+            result.status, result.message = "FAIL", f"unexpected {type(exc).__name__}: {exc}"
+        finally:
+            await harness.close_all()
+        result.warnings = harness.warnings
+        if result.status == "PASS" and harness.warnings:
+            result.status = "WARN"
+            result.message = f"{len(harness.warnings)} strictness point(s) not met"
+        if result.status == "FAIL" and harness.window is not None and harness.window.overran:
+            overran = harness.window.describe()
+        if result.status == "FAIL" and overran is None and not result.reproduction:
+            result.reproduction, result.shrunk, note = await _reproduce(harness, backend, mode, clock)
+            if note:
+                result.message += f" [{note}]"
+    return result, overran
 
 
 # -- shrinking a recorded failure -------------------------------------------------------------------------------------
@@ -332,9 +488,11 @@ class _Divergence:
     lines: list[str]
 
 
-async def _replay(backend: Backend, mode: TimeMode, steps: list[Step]) -> _Divergence | None:
+async def _replay(
+    backend: Backend, mode: TimeMode, steps: list[Step], clock: AdvancingClock | None
+) -> _Divergence | None:
     """Run ``steps`` on a fresh store next to the model; the first step whose outcome the model forbids, or None."""
-    store, clock = await backend.make(mode)
+    store, clock = await backend.make(mode, clock)
     model = ReferenceModel()
     lines: list[str] = []
     await store.start()
@@ -363,7 +521,9 @@ async def _replay(backend: Backend, mode: TimeMode, steps: list[Step]) -> _Diver
     return None
 
 
-async def _reproduce(harness: Harness, backend: Backend, mode: TimeMode) -> tuple[list[str], bool, str]:
+async def _reproduce(
+    harness: Harness, backend: Backend, mode: TimeMode, clock: AdvancingClock | None
+) -> tuple[list[str], bool, str]:
     """The calls a failing check made, shrunk by replaying subsets against the model when the recording allows it."""
     recorded = [c.render() for c in harness.log]
     replayable = all(c.step is not None or c.text.startswith("# a fresh store") for c in harness.log)
@@ -375,7 +535,7 @@ async def _reproduce(harness: Harness, backend: Backend, mode: TimeMode) -> tupl
     budget_s = 20.0 if mode.virtual else 5.0
     deadline = time.perf_counter() + budget_s
     try:
-        found = await _replay(backend, mode, steps)
+        found = await _replay(backend, mode, steps, clock)
         if found is None:
             return recorded, False, "not shrunk: replaying the recorded calls alone did not reproduce it"
         steps = steps[: found.index + 1]
@@ -386,14 +546,14 @@ async def _reproduce(harness: Harness, backend: Backend, mode: TimeMode) -> tupl
             while start < len(steps) - 1 and time.perf_counter() < deadline:
                 candidate = steps[:start] + steps[start + chunk :]
                 if candidate and candidate[-1] is steps[-1]:
-                    trial = await _replay(backend, mode, candidate)
+                    trial = await _replay(backend, mode, candidate, clock)
                     if trial is not None:
                         steps, found, removed_any = candidate[: trial.index + 1], trial, True
                         continue
                 start += chunk
             if not removed_any:
                 chunk //= 2
-        final = await _replay(backend, mode, steps)
+        final = await _replay(backend, mode, steps, clock)
     except Exception as exc:
         return recorded, False, f"not shrunk: replay raised {type(exc).__name__}: {exc}"
     if final is None:
@@ -413,8 +573,13 @@ async def certify(
     target: str | None = None,
     only: Callable[[Check], bool] | None = None,
     progress: Callable[[CheckResult], None] | None = None,
+    strict: bool = False,
+    allow_skips: bool = False,
 ) -> Report:
-    """Run every check of ``level`` (optionally filtered by ``only``) against ``backend``, one after the other."""
+    """Run every check of ``level`` (optionally filtered by ``only``) against ``backend``, one after the other.
+
+    ``strict`` makes strictness warnings failures; ``allow_skips`` lets an incomplete run exit 0 (see the module).
+    """
     mode = backend.time_mode(real_time=real_time)
     started = time.perf_counter()
     results: dict[str, list[CheckResult]] = {g.id: [] for g in CATALOGUE}
@@ -426,4 +591,6 @@ async def certify(
         if progress is not None:
             progress(result)
     guarantees = [GuaranteeResult(g.id, g.statement, results[g.id]) for g in CATALOGUE]
-    return Report(target or backend.name, level, seed, mode, guarantees, time.perf_counter() - started)
+    return Report(
+        target or backend.name, level, seed, mode, guarantees, time.perf_counter() - started, strict, allow_skips
+    )

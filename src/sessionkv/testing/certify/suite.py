@@ -13,23 +13,26 @@
 
 One test per check of :data:`~sessionkv.testing.certify.catalogue.CHECKS`, named ``test_<guarantee id>_<what>``; each
 runs the check through the same runner as ``sessionkv certify`` (fresh stores, its own event loop), so a failure shows
-the same message and reproducing calls. The tests are plain synchronous functions: they work in pytest-asyncio strict
-and auto mode and without pytest-asyncio at all.
+the same message, fix and reproducing calls. The verdicts map to pytest as the CLI's do to its exit status: FAIL fails
+the test; WARN (strictness points only) passes with a :class:`StrictnessWarning` per point, or fails when the class
+sets ``strict = True``; INCONCLUSIVE (real time ran out on every attempt) and SKIPPED skip with the reason. The tests
+are plain synchronous functions: they work in pytest-asyncio strict and auto mode and without pytest-asyncio at all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import pytest
 
-from sessionkv.testing.certify.catalogue import Check, Level, checks_for
+from sessionkv.testing.certify.catalogue import Check, Level, StrictnessWarning, checks_for
 from sessionkv.testing.certify.harness import StoreFactory
 from sessionkv.testing.certify.runner import CheckResult, prepare_backend, run_check
 
-__all__ = ["SessionKVStoreContract"]
+__all__ = ["SessionKVStoreContract", "StrictnessWarning"]
 
 
 class SessionKVStoreContract:
@@ -37,13 +40,15 @@ class SessionKVStoreContract:
 
     Class attributes: ``level`` (``"full"`` or ``"seed"``), ``unsupported`` (check name or guarantee id -> reason:
     those tests skip with the reason), ``real_time`` (use real TTLs even if the factory accepts ``clock=``), ``seed``
-    (of the model-based test). Override :meth:`unavailable_store_factory` to enable G15.
+    (of the model-based test), ``strict`` (strictness warnings fail the test). Override
+    :meth:`unavailable_store_factory` to enable G15.
     """
 
     level: ClassVar[Level] = "full"
     unsupported: ClassVar[Mapping[str, str]] = {}
     real_time: ClassVar[bool] = False
     seed: ClassVar[int] = 0
+    strict: ClassVar[bool] = False
 
     @pytest.fixture
     def store_factory(self) -> StoreFactory:
@@ -75,10 +80,21 @@ class SessionKVStoreContract:
         result = asyncio.run(run())
         if result.status == "SKIPPED":
             pytest.skip(result.message)
-        if result.status == "FAIL":
-            title = "smallest reproducing sequence" if result.shrunk else "calls the check made"
-            calls = "\n".join(f"    {line}" for line in result.reproduction[-60:])
-            pytest.fail(f"{check.guarantee} violated: {result.message}\n  {title}:\n{calls}", pytrace=False)
+        if result.status == "INCONCLUSIVE":
+            pytest.skip(f"INCONCLUSIVE: {result.message}")
+        failing = result.status == "FAIL" or (self.strict and result.status == "WARN")
+        if failing:
+            lines = [f"{check.guarantee} violated: {result.message}"]
+            lines += [f"  - {warning}" for warning in result.warnings]
+            if result.fix:
+                lines.append(f"  fix: {result.fix}")
+            if result.reproduction:
+                lines.append("  " + ("smallest reproducing sequence:" if result.shrunk else "calls the check made:"))
+                lines += [f"    {line}" for line in result.reproduction[-60:]]
+            pytest.fail("\n".join(lines), pytrace=False)
+        for warning in result.warnings:
+            fix = f" (fix: {result.fix})" if result.fix else ""
+            warnings.warn(StrictnessWarning(f"{check.name}: {warning}{fix}"), stacklevel=2)
         return result
 
 
