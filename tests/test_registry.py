@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessionkv.errors import CorruptRecordError
 from sessionkv.memory import InMemorySessionKVStore
 from sessionkv.redis_store import RedisSessionKVStore
-from sessionkv.registry import SessionInfo, SessionRegistry
+from sessionkv.registry import MetricValue, SessionInfo, SessionRegistry
 from sessionkv.testing import VirtualClock
 
 EPOCH = 1_700_000_000.5
@@ -845,3 +847,299 @@ async def test_a_store_with_the_api_but_not_our_base_class_is_accepted() -> None
     async with SessionRegistry(DuckStore(), node_id="n") as registry:  # type: ignore[arg-type]
         await registry.register("c", "s")
         assert [info.node_id for info in await registry.get_for_call("c")] == ["n"]
+
+
+# -- drop-in for vision-agents: what its launcher and HTTP layer call -----------------------------------------------
+
+
+class Average:
+    """Like vision-agents' ``Average``: ``None`` until updated; NaN or infinity if a sample was."""
+
+    def __init__(self, *samples: float) -> None:
+        self.samples = samples
+
+    def value(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+class FakeAgentMetrics:
+    """The shape of vision-agents' ``AgentMetrics``: metric objects read through ``to_dict()``."""
+
+    def __init__(self, **metrics: object) -> None:
+        self.metrics = metrics
+
+    def to_dict(self) -> dict[str, object]:
+        return {name: m.value() if isinstance(m, Average) else m for name, m in self.metrics.items()}
+
+
+VISION_AGENTS_DICT = {
+    "session_id": "s1",
+    "call_id": "c1",
+    "node_id": "n1",
+    "started_at": 1,
+    "metrics_updated_at": 2.5,
+    "metrics": {"llm_input_tokens__total": 10, "llm_latency_ms__avg": None},
+}
+
+
+def test_from_dict_reads_to_dict_output_and_ignores_unknown_keys() -> None:
+    info = SessionInfo.from_dict({**VISION_AGENTS_DICT, "unknown": "value", "another_unknown": [1, 2, 3]})
+    assert info == SessionInfo("s1", "c1", "n1", 1.0, 2.5, {"llm_input_tokens__total": 10, "llm_latency_ms__avg": None})
+    assert type(info.started_at) is float
+    assert SessionInfo.from_dict(info.to_dict()) == info
+
+
+@pytest.mark.parametrize("metrics", [None, "absent"])
+def test_from_dict_without_metrics_has_none(metrics: object) -> None:
+    data = {**VISION_AGENTS_DICT, "metrics": metrics}
+    if metrics == "absent":
+        del data["metrics"]
+    assert SessionInfo.from_dict(data).metrics == {}
+
+
+def test_from_dict_takes_metrics_from_an_object_with_to_dict() -> None:
+    data = {**VISION_AGENTS_DICT, "metrics": FakeAgentMetrics(tokens=3, latency=Average(40.0, 44.0), idle=Average())}
+    assert SessionInfo.from_dict(data).metrics == {"tokens": 3, "latency": 42.0, "idle": None}
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        (["call_id", "node_id", "started_at", "metrics_updated_at"], r"missing 4 required positional arguments"),
+        (["node_id"], r"^SessionInfo.__init__\(\) missing 1 required positional argument: 'node_id'$"),
+    ],
+)
+def test_from_dict_missing_required_field_raises_the_constructors_type_error(missing: list[str], message: str) -> None:
+    data = {name: value for name, value in VISION_AGENTS_DICT.items() if name not in missing}
+    with pytest.raises(TypeError, match=message):
+        SessionInfo.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "message"),
+    [
+        ("call_id", 7, TypeError, r"SessionInfo.from_dict: field call_id must be a string, got 7"),
+        ("started_at", "1", TypeError, r"field started_at must be a finite number of epoch seconds, got '1'"),
+        ("metrics_updated_at", math.inf, ValueError, r"field metrics_updated_at must be a finite number .* inf"),
+        ("metrics", {"x": "y"}, TypeError, r"metric 'x' must be an int, float or None .*str 'y'"),
+        ("metrics", [1], TypeError, r"metrics must be a mapping .*got list"),
+    ],
+)
+def test_from_dict_rejects_wrong_types_naming_the_field(
+    field: str, value: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        SessionInfo.from_dict({**VISION_AGENTS_DICT, field: value})
+
+
+def test_from_dict_needs_a_mapping() -> None:
+    with pytest.raises(TypeError, match=r"from_dict needs a mapping of field name to value, got list"):
+        SessionInfo.from_dict([("session_id", "s")])  # type: ignore[arg-type]
+
+
+def test_metrics_offer_to_dict_like_agent_metrics() -> None:
+    info = SessionInfo("s", "c", "n", 1.0, 2.0, {"a": 1, "b": None, "c": 2.5})
+    assert type(info.metrics).__name__ == "SessionMetrics"
+    assert info.metrics.to_dict() == {"a": 1, "b": None, "c": 2.5}
+    assert type(info.metrics.to_dict()) is dict
+    assert info.metrics.to_dict(["c", "a"]) == {"c": 2.5, "a": 1}
+    with pytest.raises(ValueError, match=r"^Unknown field: z$"):
+        info.metrics.to_dict(["a", "z"])
+    copy = info.metrics.to_dict()
+    copy["a"] = 99
+    assert info.metrics["a"] == 1
+
+
+def test_session_info_checks_and_converts_the_metrics_it_is_given() -> None:
+    assert SessionInfo("s", "c", "n", 1.0, 2.0, FakeAgentMetrics(t=1)).metrics == {"t": 1}
+    with pytest.raises(TypeError, match=r"metric 't' must be an int, float or None"):
+        SessionInfo("s", "c", "n", 1.0, 2.0, {"t": "x"})  # type: ignore[dict-item]
+
+
+@pytest.mark.asyncio
+async def test_http_layer_reads_session_info_and_metrics_as_vision_agents_does(
+    registry: SessionRegistry, clock: VirtualClock
+) -> None:
+    """vision-agents' ``runner/http/api.py``: ``get_session_info`` then ``fromtimestamp`` and ``metrics.to_dict()``."""
+    import datetime
+
+    await registry.register("call", "sess")
+    await registry.update_metrics("call", "sess", FakeAgentMetrics(tokens=100, latency=Average(42.0)))
+    info = await registry.get("call", "sess")
+    assert info is not None
+    assert (info.session_id, info.call_id) == ("sess", "call")
+    assert datetime.datetime.fromtimestamp(info.started_at, tz=datetime.UTC).timestamp() == EPOCH
+    assert datetime.datetime.fromtimestamp(info.metrics_updated_at, tz=datetime.UTC).timestamp() == EPOCH
+    assert info.metrics.to_dict() == {"tokens": 100, "latency": 42.0}
+
+
+@pytest.mark.asyncio
+async def test_launcher_calls_work_with_their_shapes(registry: SessionRegistry) -> None:
+    """What ``AgentLauncher`` does with the registry: ``registry or SessionRegistry()``, ``len(get_for_call())``,
+    ``get_close_requests`` over a dict, ``update_metrics`` with the agent's metrics object, ``request_close``, ``get``,
+    ``remove`` and ``node_id``."""
+    assert (registry or SessionRegistry()) is registry
+    await registry.register("call", "a")
+    await registry.register("call", "b")
+    assert len(await registry.get_for_call("call")) == 2
+    await registry.request_close("call", "b")
+    assert await registry.get_close_requests({"a": "call", "b": "call"}) == ["b"]
+    assert await registry.update_metrics("call", "a", FakeAgentMetrics(tokens=1)) is True
+    info = await registry.get("call", "a")
+    assert info is not None
+    assert info.node_id == registry.node_id
+    await registry.remove("call", "b")
+    assert [i.session_id for i in await registry.get_for_call("call")] == ["a"]
+
+
+@pytest.mark.asyncio
+async def test_update_metrics_accepts_agent_metrics_and_stores_an_aggregate_without_value_as_null(
+    registry: SessionRegistry, store: InMemorySessionKVStore
+) -> None:
+    await registry.register("c", "s")
+    metrics = FakeAgentMetrics(tokens=7, latency=Average(1.0, 2.0), empty=Average(), broken=Average(math.inf))
+    assert await registry.update_metrics("c", "s", metrics)
+    raw = await store.get("sessions/c/s")
+    assert raw is not None
+    assert raw.endswith(b'"metrics": {"tokens": 7, "latency": 1.5, "empty": null, "broken": null}}')
+    json.loads(raw, parse_constant=lambda token: pytest.fail(f"{token} is not JSON"))
+
+
+@pytest.mark.asyncio
+async def test_update_metrics_stores_other_real_numbers_as_json_numbers(
+    registry: SessionRegistry, store: InMemorySessionKVStore
+) -> None:
+    import fractions
+
+    numpy = pytest.importorskip("numpy", reason="numpy (installed with the sim extra's matplotlib) provides the types")
+    await registry.register("c", "s")
+    metrics = {
+        "frac": fractions.Fraction(1, 4),
+        "i64": numpy.int64(3),
+        "f32": numpy.float32(0.5),
+        "f64": numpy.float64(2),
+    }
+    await registry.update_metrics("c", "s", metrics)
+    info = await registry.get("c", "s")
+    assert info is not None
+    assert info.metrics == {"frac": 0.25, "i64": 3, "f32": 0.5, "f64": 2.0}
+    assert [type(v) for v in info.metrics.values()] == [float, int, float, float]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        (FakeAgentMetrics(name="x"), r"metric 'name' must be an int, float or None .*str 'x'"),
+        (FakeAgentMetrics(flag=True), r"metric 'flag' .*bool True"),
+        (object(), r"metrics must be a mapping .*or an object whose to_dict\(\) returns one .*got object"),
+    ],
+)
+@pytest.mark.asyncio
+async def test_update_metrics_rejects_what_is_not_a_metric_before_reading(
+    registry: SessionRegistry, store: InMemorySessionKVStore, metrics: object, message: str
+) -> None:
+    await registry.register("c", "s")
+    before = await store.get("sessions/c/s")
+    with pytest.raises(TypeError, match=message):
+        await registry.update_metrics("c", "s", metrics)  # type: ignore[arg-type]
+    assert await store.get("sessions/c/s") == before
+
+
+@pytest.mark.asyncio
+async def test_update_metrics_names_a_to_dict_that_returns_no_mapping(registry: SessionRegistry) -> None:
+    class Odd:
+        def to_dict(self) -> list[int]:
+            return [1]
+
+    with pytest.raises(TypeError, match=r"metrics.to_dict\(\) must return a mapping .*got list from Odd"):
+        await registry.update_metrics("c", "s", Odd())  # type: ignore[arg-type]
+
+
+# -- the fast path: decoded records remembered by their bytes -------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_returned_record_is_a_copy_the_next_read_does_not_share(registry: SessionRegistry) -> None:
+    await registry.register("c", "s")
+    await registry.update_metrics("c", "s", {"x": 1})
+    first = await registry.get("c", "s")
+    assert first is not None
+    first.metrics["x"] = 2
+    first.metrics["y"] = 3
+    again = await registry.get("c", "s")
+    assert again is not None
+    assert again.metrics == {"x": 1}
+    assert (await registry.get_for_call("c"))[0].metrics == {"x": 1}
+
+
+@pytest.mark.asyncio
+async def test_bytes_that_failed_to_decode_fail_every_time(
+    registry: SessionRegistry, store: InMemorySessionKVStore
+) -> None:
+    bad = record(session_id="s", call_id="c", started_at=math.nan)  # json.dumps writes NaN, which is not JSON
+    await store.set("sessions/c/s", bad, TTL)
+    for _ in range(2):
+        with pytest.raises(CorruptRecordError, match=r"field started_at must be a finite number"):
+            await registry.get("c", "s")
+        with pytest.raises(CorruptRecordError):
+            await registry.update_metrics("c", "s", {})
+    assert await store.get("sessions/c/s") == bad
+
+
+def test_an_invalid_session_info_is_encoded_as_asked_but_never_read_back() -> None:
+    info = SessionInfo("s", "c", "n", math.nan, 1.0)
+    raw = info.to_json()
+    assert raw == json.dumps(info.to_dict()).encode()
+    with pytest.raises(CorruptRecordError, match=r"started_at"):
+        SessionInfo.from_json(raw)
+
+
+@pytest.mark.asyncio
+async def test_a_record_in_another_field_order_is_rewritten_with_json_dumps(
+    registry: SessionRegistry, store: InMemorySessionKVStore, clock: VirtualClock
+) -> None:
+    shuffled = {
+        "call_id": "c",
+        "session_id": "s",
+        "metrics": {},
+        "node_id": "x",
+        "started_at": 1,
+        "metrics_updated_at": 2,
+    }
+    await store.set("sessions/c/s", json.dumps(shuffled).encode(), TTL)
+    await registry.update_metrics("c", "s", {"m": 1.5})
+    assert (
+        await store.get("sessions/c/s")
+        == json.dumps({**shuffled, "metrics": {"m": 1.5}, "metrics_updated_at": EPOCH}).encode()
+    )
+
+
+def test_remembered_records_stay_bounded() -> None:
+    from sessionkv import registry as module
+
+    cache = module._RecordCache()
+    for number in range(3 * module._CACHE_GENERATION + 5):
+        cache.decode(record(session_id=f"s{number}"), key="k")
+    assert len(cache._young) + len(cache._old) <= 2 * module._CACHE_GENERATION
+
+
+ids = st.text(min_size=1, max_size=12)  # any text but lone surrogates (not UTF-8), which ids may not be
+metric_values = st.one_of(st.none(), st.integers(), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    session_id=ids,
+    call_id=ids,
+    node_id=ids,
+    stamps=st.tuples(st.floats(0, 4e9), st.floats(0, 4e9)),
+    metrics=st.dictionaries(st.text(max_size=8), metric_values, max_size=6),
+)
+def test_records_are_json_dumps_byte_for_byte(
+    session_id: str, call_id: str, node_id: str, stamps: tuple[float, float], metrics: dict[str, MetricValue]
+) -> None:
+    info = SessionInfo(session_id, call_id, node_id, stamps[0], stamps[1], metrics)
+    raw = info.to_json()
+    assert raw == json.dumps(info.to_dict()).encode()
+    assert SessionInfo.from_json(raw) == info
+    assert SessionInfo.from_json(bytes(raw)) == info  # equal bytes, another object: from the cache

@@ -29,17 +29,26 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self, TypeAlias
+from typing import Any, Final, NoReturn, Protocol, Self, TypeAlias
 
 from sessionkv.clock import Clock, current_clock
 from sessionkv.errors import CorruptRecordError
 from sessionkv.memory import InMemorySessionKVStore
 from sessionkv.store import SessionKVStore, check_key, check_ttl_ns
 
-__all__ = ["CLOSE_REQUESTS_PREFIX", "SESSIONS_PREFIX", "MetricValue", "SessionInfo", "SessionRegistry"]
+__all__ = [
+    "CLOSE_REQUESTS_PREFIX",
+    "SESSIONS_PREFIX",
+    "MetricValue",
+    "SessionInfo",
+    "SessionMetrics",
+    "SessionRegistry",
+    "SupportsToDict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +61,46 @@ CLOSE_REQUESTS_PREFIX: Final = "close_requests/"
 MetricValue: TypeAlias = int | float | None
 """A metric value: a JSON number or ``null``, as vision-agents types ``SessionInfo.metrics``."""
 
+
+class SupportsToDict(Protocol):
+    """Metrics as an object, such as vision-agents' ``AgentMetrics``: ``to_dict()`` gives name -> value."""
+
+    def to_dict(self) -> Mapping[str, Any]: ...
+
+
 _STORE_METHODS: Final = ("start", "close", "set", "mset", "get", "mget", "expire", "keys", "delete")
 
 _REQUIRED_FIELDS: Final = ("session_id", "call_id", "node_id", "started_at", "metrics_updated_at")
 
+_RECORD_FIELDS: Final = (*_REQUIRED_FIELDS, "metrics")
+"""A record with exactly these keys in this order (what every writer produces) is rewritten by splicing."""
 
-@dataclasses.dataclass(frozen=True, slots=True)
+
+class SessionMetrics(dict[str, MetricValue]):
+    """The ``metrics`` of a :class:`SessionInfo`: a plain ``dict`` of metric name to ``int``, ``float`` or ``None``.
+
+    It adds the one method vision-agents' HTTP layer calls on ``info.metrics`` (there an ``AgentMetrics``):
+    :meth:`to_dict`. Everything else is ``dict``'s, and it compares equal to a ``dict`` with the same items.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self, fields: Sequence[str] = ()) -> dict[str, MetricValue]:
+        """A plain ``dict`` copy of every metric, or of ``fields`` only (in that order), like ``AgentMetrics.to_dict``.
+
+        A name in ``fields`` that this record does not hold raises ``ValueError("Unknown field: <name>")``.
+        """
+        if not fields:
+            return dict(self)
+        selected: dict[str, MetricValue] = {}
+        for name in fields:
+            if name not in self:
+                raise ValueError(f"Unknown field: {name}")
+            selected[name] = self[name]
+        return selected
+
+
+@dataclasses.dataclass(frozen=True, slots=True, init=False)
 class SessionInfo:
     """A snapshot of one session record, as read from (or about to be written to) the store.
 
@@ -74,7 +117,28 @@ class SessionInfo:
     node_id: str
     started_at: float
     metrics_updated_at: float
-    metrics: dict[str, MetricValue] = dataclasses.field(default_factory=dict)
+    metrics: SessionMetrics = dataclasses.field(default_factory=SessionMetrics)
+
+    def __init__(
+        self,
+        session_id: str,
+        call_id: str,
+        node_id: str,
+        started_at: float,
+        metrics_updated_at: float,
+        metrics: Mapping[str, MetricValue] | SupportsToDict | None = None,
+    ) -> None:
+        # Written out (init=False) so that metrics may be given as any mapping or AgentMetrics-like object, checked
+        # like update_metrics' argument; the fields are stored as given, as vision-agents' dataclass does.
+        set_field = object.__setattr__
+        set_field(self, "session_id", session_id)
+        set_field(self, "call_id", call_id)
+        set_field(self, "node_id", node_id)
+        set_field(self, "started_at", started_at)
+        set_field(self, "metrics_updated_at", metrics_updated_at)
+        if type(metrics) is not SessionMetrics:
+            metrics = SessionMetrics(() if metrics is None else _check_metrics(metrics))
+        set_field(self, "metrics", metrics)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this record: the six fields in declaration order, ``metrics`` copied."""
@@ -89,7 +153,40 @@ class SessionInfo:
 
     def to_json(self) -> bytes:
         """The stored bytes: ``json.dumps`` with default separators and ASCII escapes, as vision-agents writes them."""
-        return json.dumps(self.to_dict()).encode()
+        snapshot = _copy(self)  # the caller may change self.metrics later; what is remembered must not change
+        if _field_problem(snapshot.to_dict()) is not None:
+            return json.dumps(snapshot.to_dict()).encode()  # what was asked for, even if no reader will accept it
+        head = _record_head(self.session_id, self.call_id, self.node_id, self.started_at)
+        raw = _record_bytes(head, self.metrics_updated_at, _dumps(snapshot.metrics))
+        _RECORDS.put(raw, snapshot, head)
+        return raw
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionInfo:
+        """Build a record from a mapping such as :meth:`to_dict` returns, like vision-agents' ``from_dict``.
+
+        Unknown keys are ignored. A missing required field raises ``TypeError`` exactly as the dataclass constructor
+        does (``__init__() missing 1 required positional argument: 'node_id'``). ``metrics`` may be absent or
+        ``None`` (no metrics), a mapping, or an object with ``to_dict()`` such as vision-agents' ``AgentMetrics``
+        (checked like :meth:`SessionRegistry.update_metrics`' argument). Ids must be ``str`` and timestamps finite
+        numbers (``TypeError`` / ``ValueError`` naming the field); timestamps are stored as ``float``.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"SessionInfo.from_dict needs a mapping of field name to value, got {type(data).__name__}")
+        known = {name: data[name] for name in _RECORD_FIELDS if name in data}
+        if known.get("metrics") is None:
+            known.pop("metrics", None)
+        else:
+            known["metrics"] = SessionMetrics(_check_metrics(known["metrics"]))
+        if any(name not in known for name in _REQUIRED_FIELDS):
+            return cls(**known)  # raises the dataclass constructor's own TypeError naming what is missing
+        problem = _field_problem(known)
+        if problem is not None:
+            error, message = problem
+            raise error(f"SessionInfo.from_dict: {message}")
+        known["started_at"] = float(known["started_at"])
+        known["metrics_updated_at"] = float(known["metrics_updated_at"])
+        return cls(**known)
 
     @classmethod
     def from_json(cls, raw: bytes | str, *, key: str = "<json>") -> SessionInfo:
@@ -99,35 +196,7 @@ class SessionInfo:
         Raises :class:`CorruptRecordError` naming ``key`` when the bytes are not a JSON object or a field is missing
         or has the wrong type (ids: ``str``; timestamps: finite numbers; ``metrics``: object of number or ``null``).
         """
-        return cls._from_object(_load_object(raw, key), key)
-
-    @classmethod
-    def _from_object(cls, data: dict[str, Any], key: str) -> SessionInfo:
-        missing = [name for name in _REQUIRED_FIELDS if name not in data]
-        if missing:
-            raise CorruptRecordError(key, f"missing field(s) {', '.join(missing)}")
-        ids = {name: data[name] for name in ("session_id", "call_id", "node_id")}
-        for name, value in ids.items():
-            if type(value) is not str:
-                raise CorruptRecordError(key, f"field {name} must be a string, got {value!r}")
-        stamps = {name: data[name] for name in ("started_at", "metrics_updated_at")}
-        for name, value in stamps.items():
-            if type(value) not in (int, float) or not math.isfinite(value):
-                raise CorruptRecordError(key, f"field {name} must be a finite number of epoch seconds, got {value!r}")
-        metrics = data.get("metrics", {})
-        if type(metrics) is not dict:
-            raise CorruptRecordError(key, f"field metrics must be an object, got {metrics!r}")
-        for name, value in metrics.items():
-            if not _is_metric_value(value):
-                raise CorruptRecordError(key, f"metric {name!r} must be a finite number or null, got {value!r}")
-        return cls(
-            session_id=ids["session_id"],
-            call_id=ids["call_id"],
-            node_id=ids["node_id"],
-            started_at=float(stamps["started_at"]),
-            metrics_updated_at=float(stamps["metrics_updated_at"]),
-            metrics=dict(metrics),
-        )
+        return _copy(_RECORDS.decode(raw, key)[0])
 
 
 class SessionRegistry:
@@ -215,25 +284,23 @@ class SessionRegistry:
         record already under the key (the caller guarantees the session id is new). Lives ``ttl`` seconds unless
         refreshed by :meth:`update_metrics` or :meth:`refresh`.
         """
-        key = _session_key(_check_id(call_id, "call_id"), _check_id(session_id, "session_id"))
+        call_id, session_id = _check_pair(call_id, session_id)
         now = float(self.clock.time())
-        info = SessionInfo(
-            session_id=session_id,
-            call_id=call_id,
-            node_id=self.node_id,
-            started_at=now,
-            metrics_updated_at=now,
-        )
-        await self.store.set(key, info.to_json(), self.ttl)
-        return info
+        node_id = self.node_id
+        head = _record_head(session_id, call_id, node_id, now)
+        raw = _record_bytes(head, now, "{}")
+        _RECORDS.put(raw, SessionInfo(session_id, call_id, node_id, now, now), head)
+        await self.store.set(_session_key(call_id, session_id), raw, self.ttl)
+        return SessionInfo(session_id, call_id, node_id, now, now)
 
     async def remove(self, call_id: str, session_id: str) -> None:
         """Delete the session record and its close flag (one ``delete``); missing keys are fine."""
-        call_id = _check_id(call_id, "call_id")
-        session_id = _check_id(session_id, "session_id")
+        call_id, session_id = _check_pair(call_id, session_id)
         await self.store.delete([_session_key(call_id, session_id), _close_key(call_id, session_id)])
 
-    async def update_metrics(self, call_id: str, session_id: str, metrics: Mapping[str, MetricValue]) -> bool:
+    async def update_metrics(
+        self, call_id: str, session_id: str, metrics: Mapping[str, MetricValue] | SupportsToDict
+    ) -> bool:
         """The heartbeat: rewrite the record with ``metrics``, ``metrics_updated_at = clock.time()`` and a fresh TTL.
 
         Reads the record first (one ``get``) to keep its ``started_at``, ``node_id`` and any fields unknown to us,
@@ -247,24 +314,48 @@ class SessionRegistry:
         write wins. A record that names another session (see :meth:`get`) counts as no record. Raises
         :class:`CorruptRecordError` if the stored record cannot be decoded (it is left untouched).
 
-        ``metrics`` maps ``str`` to ``int``, ``float`` (finite) or ``None``; anything else raises ``TypeError`` or
-        ``ValueError`` naming the offending entry, before anything is read or written.
+        ``metrics`` is either a mapping or an object with a ``to_dict()`` method returning one (vision-agents'
+        ``AgentMetrics``, as its launcher passes it). Names are ``str``; values are stored as JSON numbers or
+        ``null``: ``None``, ``int`` and any integral number (numpy integers included) as an integer, ``float`` and
+        any other real number (``Fraction``, numpy floats) as a float. ``bool``, strings, containers and other
+        objects raise ``TypeError`` naming the entry. A non-finite float (NaN, infinity: not JSON) raises
+        ``ValueError`` when it comes from a mapping you built, and is stored as ``null`` when it comes from
+        ``to_dict()``: an aggregate such as an average over no or overflowing samples has no value, and a heartbeat
+        must not fail for it (the launcher would only log the error, and the record would expire while the session
+        runs). Every check happens before anything is read or written.
         """
-        call_id = _check_id(call_id, "call_id")
-        session_id = _check_id(session_id, "session_id")
+        call_id, session_id = _check_pair(call_id, session_id)
         checked = _check_metrics(metrics)
+        metrics_json = _dumps(checked)
         key = _session_key(call_id, session_id)
         raw = await self.store.get(key)
         if raw is None:
             return False
-        data = _load_object(raw, key)
-        info = SessionInfo._from_object(data, key)
-        if not _names(info, call_id, session_id, key):
+        decoded, head = _RECORDS.decode(raw, key)
+        if not _names(decoded, call_id, session_id, key):
             return False
-        # Rewrite the stored object rather than our own SessionInfo so that fields added by newer writers survive.
-        data["metrics"] = checked
-        data["metrics_updated_at"] = float(self.clock.time())
-        await self.store.set(key, json.dumps(data).encode(), self.ttl, only_if_exists=True)
+        now = float(self.clock.time())
+        if head is not None:
+            new_raw = _record_bytes(head, now, metrics_json)
+            _RECORDS.put(
+                new_raw,
+                SessionInfo(
+                    decoded.session_id,
+                    decoded.call_id,
+                    decoded.node_id,
+                    decoded.started_at,
+                    now,
+                    SessionMetrics(checked),
+                ),
+                head,
+            )
+        else:
+            # Rewrite the stored object rather than our own SessionInfo so that fields added by newer writers survive.
+            data = _load_object(raw, key)
+            data["metrics"] = checked
+            data["metrics_updated_at"] = now
+            new_raw = _dumps(data).encode()
+        await self.store.set(key, new_raw, self.ttl, only_if_exists=True)
         return True
 
     async def refresh(self, sessions: Mapping[str, str]) -> None:
@@ -306,14 +397,13 @@ class SessionRegistry:
         (logged at DEBUG): it happens when a vision-agents node, which does not encode ``/``, writes call ``"a/b"``
         session ``"s"`` at the key of call ``"a"`` session ``"b/s"``.
         """
-        call_id = _check_id(call_id, "call_id")
-        session_id = _check_id(session_id, "session_id")
+        call_id, session_id = _check_pair(call_id, session_id)
         key = _session_key(call_id, session_id)
         raw = await self.store.get(key)
         if raw is None:
             return None
-        info = SessionInfo.from_json(raw, key=key)
-        return info if _names(info, call_id, session_id, key) else None
+        decoded, _ = _RECORDS.decode(raw, key)
+        return _copy(decoded) if _names(decoded, call_id, session_id, key) else None
 
     async def get_for_call(self, call_id: str, *, errors: list[CorruptRecordError] | None = None) -> list[SessionInfo]:
         """Return every live session of ``call_id``, whichever node runs it, sorted by session id.
@@ -332,18 +422,19 @@ class SessionRegistry:
         if not keys:
             return []
         found: list[SessionInfo] = []
+        start = len(prefix)
         for key, raw in zip(keys, await self.store.mget(keys), strict=True):
             if raw is None:
                 continue  # expired or removed between keys() and mget()
             try:
-                info = SessionInfo.from_json(raw, key=key)
+                decoded, _ = _RECORDS.decode(raw, key)
             except CorruptRecordError as error:
                 logger.warning("skipping corrupt session record: %s", error)
                 if errors is not None:
                     errors.append(error)
                 continue
-            if _names(info, call_id, key[len(prefix) :], key):
-                found.append(info)
+            if _names(decoded, call_id, key[start:], key):
+                found.append(_copy(decoded))
         return found
 
 
@@ -358,9 +449,25 @@ def _check_id(value: object, what: str) -> str:
     return checked
 
 
+def _check_pair(call_id: object, session_id: object) -> tuple[str, str]:
+    """``_check_id`` of both ids; plain non-empty ASCII ``str`` (every id in practice) pass without a call."""
+    if (
+        type(call_id) is str
+        and type(session_id) is str
+        and call_id
+        and session_id
+        and call_id.isascii()
+        and session_id.isascii()
+    ):
+        return call_id, session_id
+    return _check_id(call_id, "call_id"), _check_id(session_id, "session_id")
+
+
 def _encode_call_id(call_id: str) -> str:
     # "%" first, so that the encoding is injective: "a%2Fb" and "a/b" stay two different calls.
-    return call_id.replace("%", "%25").replace("/", "%2F")
+    if "%" in call_id or "/" in call_id:
+        return call_id.replace("%", "%25").replace("/", "%2F")
+    return call_id
 
 
 def _session_key(call_id: str, session_id: str) -> str:
@@ -369,6 +476,173 @@ def _session_key(call_id: str, session_id: str) -> str:
 
 def _close_key(call_id: str, session_id: str) -> str:
     return f"{CLOSE_REQUESTS_PREFIX}{_encode_call_id(call_id)}/{session_id}"
+
+
+def _check_sessions(sessions: object) -> list[tuple[str, str]]:
+    """Validate a ``{session_id: call_id}`` mapping and return its ``(session_id, call_id)`` pairs in order."""
+    if not isinstance(sessions, Mapping):
+        raise TypeError(
+            f"sessions must be a mapping of session_id to call_id, got {type(sessions).__name__}: {sessions!r}"
+        )
+    pairs: list[tuple[str, str]] = list(sessions.items())
+    for session_id, call_id in pairs:
+        if not (
+            type(session_id) is str
+            and type(call_id) is str
+            and session_id
+            and call_id
+            and session_id.isascii()
+            and call_id.isascii()
+        ):
+            return [
+                (_check_id(session_id, "session_id"), _check_id(call_id, f"call_id of session {session_id!r}"))
+                for session_id, call_id in pairs
+            ]
+    return pairs
+
+
+# -- metrics -------------------------------------------------------------------------------------------------------
+
+
+def _check_metrics(metrics: object) -> dict[str, MetricValue]:
+    """Heartbeat metrics as a new plain ``dict`` of JSON values, whole argument checked first (see update_metrics)."""
+    if type(metrics) is dict or type(metrics) is SessionMetrics:
+        # the common case, checked inline: str names, int / finite float / None values
+        for name, value in metrics.items():
+            kind = type(value)
+            if type(name) is not str or not (value is None or kind is int or (kind is float and value - value == 0.0)):
+                return _checked_items(metrics, from_aggregate=False)
+        return dict(metrics)
+    if isinstance(metrics, Mapping):
+        return _checked_items(metrics, from_aggregate=False)
+    to_dict = getattr(metrics, "to_dict", None)
+    if callable(to_dict):
+        values = to_dict()
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"metrics.to_dict() must return a mapping of str to number or None, got {type(values).__name__} "
+                f"from {type(metrics).__name__}"
+            )
+        return _checked_items(values, from_aggregate=True)
+    raise TypeError(
+        f"metrics must be a mapping of str to int, float or None, or an object whose to_dict() returns one "
+        f"(vision-agents' AgentMetrics), got {type(metrics).__name__}"
+    )
+
+
+def _checked_items(metrics: Mapping[Any, Any], *, from_aggregate: bool) -> dict[str, MetricValue]:
+    checked: dict[str, MetricValue] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str):
+            raise TypeError(f"metric names must be str, got {type(name).__name__} {name!r}; use str(name)")
+        checked[str(name)] = _metric_value(name, value, from_aggregate=from_aggregate)
+    return checked
+
+
+def _metric_value(name: str, value: object, *, from_aggregate: bool) -> MetricValue:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"metric {name!r} must be an int, float or None (a JSON number or null), got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = float(value)
+    if math.isfinite(number):
+        return number
+    if from_aggregate:
+        return None  # see update_metrics: an aggregate without a value is stored as null
+    raise ValueError(f"metric {name!r} must be finite, got {value!r}: NaN and infinity are not JSON; use None")
+
+
+# -- records: encoding, decoding, and the cache of known bytes -----------------------------------------------------
+
+_json_string = json.encoder.encode_basestring_ascii
+"""The exact string encoding of ``json.dumps`` (``ensure_ascii=True``)."""
+
+
+def _not_json(value: object) -> NoReturn:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _make_dumps() -> Any:
+    """``json.dumps`` with default options, through the C encoder without per-call setup when it gives equal text."""
+    make: Any = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return json.dumps
+    encode = make(None, _not_json, _json_string, None, ": ", ", ", False, False, True)
+
+    def dumps(value: object) -> str:
+        return "".join(encode(value, 0))
+
+    probe = {"s": '\u00e9"\n', "n": [1, -2.5, 1e300, None, True], "o": {}, "f": 1700000000.123456}
+    return dumps if dumps(probe) == json.dumps(probe) else json.dumps
+
+
+_dumps: Any = _make_dumps()
+
+
+def _number_json(value: float) -> str:
+    # float.__repr__ is what json writes for a finite float; anything else goes through the encoder itself
+    return repr(value) if type(value) is float and value - value == 0.0 else str(_dumps(value))
+
+
+def _record_head(session_id: str, call_id: str, node_id: str, started_at: float) -> str:
+    """The JSON text of a record up to the value of ``metrics_updated_at``."""
+    return (
+        f'{{"session_id": {_json_string(session_id)}, "call_id": {_json_string(call_id)}, '
+        f'"node_id": {_json_string(node_id)}, "started_at": {_number_json(started_at)}, "metrics_updated_at": '
+    )
+
+
+def _record_bytes(head: str, metrics_updated_at: float, metrics_json: str) -> bytes:
+    """``json.dumps(record).encode()``, byte for byte, from its head and the two fields a heartbeat rewrites."""
+    return f'{head}{_number_json(metrics_updated_at)}, "metrics": {metrics_json}}}'.encode()
+
+
+def _load_object(raw: bytes | str, key: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptRecordError(key, f"not a JSON document ({exc}); it starts with {raw[:40]!r}") from exc
+    if type(data) is not dict:
+        raise CorruptRecordError(key, f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _field_problem(data: Mapping[str, Any]) -> tuple[type[Exception], str] | None:
+    """What is wrong with the fields of a record (all required ones present), or ``None`` if they are valid."""
+    for name in ("session_id", "call_id", "node_id"):
+        if type(data[name]) is not str:
+            return TypeError, f"field {name} must be a string, got {data[name]!r}"
+    for name in ("started_at", "metrics_updated_at"):
+        value = data[name]
+        if type(value) not in (int, float):
+            return TypeError, f"field {name} must be a finite number of epoch seconds, got {value!r}"
+        if not math.isfinite(value):
+            return ValueError, f"field {name} must be a finite number of epoch seconds, got {value!r}"
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return TypeError, f"field metrics must be an object, got {metrics!r}"
+    for name, value in metrics.items():
+        kind = type(value)
+        if not (value is None or kind is int or (kind is float and math.isfinite(value))):
+            return TypeError, f"metric {name!r} must be a finite number or null, got {value!r}"
+    return None
+
+
+def _copy(info: SessionInfo) -> SessionInfo:
+    """A snapshot of ``info`` with its own ``metrics``: what the cache keeps and what it hands out are never shared."""
+    return SessionInfo(
+        info.session_id,
+        info.call_id,
+        info.node_id,
+        info.started_at,
+        info.metrics_updated_at,
+        SessionMetrics(info.metrics),
+    )
 
 
 def _names(info: SessionInfo, call_id: str, session_id: str, key: str) -> bool:
@@ -386,49 +660,68 @@ def _names(info: SessionInfo, call_id: str, session_id: str, key: str) -> bool:
     return False
 
 
-def _load_object(raw: bytes | str, key: str) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptRecordError(key, f"not a JSON document ({exc}); it starts with {raw[:40]!r}") from exc
-    if type(data) is not dict:
-        raise CorruptRecordError(key, f"expected a JSON object, got {type(data).__name__}")
-    return data
+_CACHE_GENERATION: Final = 4096
+"""Records per cache generation; the cache holds at most two generations (about 2.5 MB for heartbeat-sized records)."""
 
 
-def _is_metric_value(value: object) -> bool:
-    # type() rather than isinstance(): JSON true/false decode to bool, which is not a metric number
-    if type(value) is float:
-        return math.isfinite(value)
-    return value is None or type(value) is int
+class _RecordCache:
+    """Decoded records by their exact bytes, with the head to splice a heartbeat into when the layout allows.
 
+    Pure: equal bytes always decode to equal fields, so sharing it between registries, stores and event loops is
+    safe. Bounded: two generations; when the young one is full it becomes the old one and the previous old one is
+    dropped, so a miss costs one decode and memory never grows past two generations. Errors are never cached.
+    """
 
-def _check_metrics(metrics: object) -> dict[str, MetricValue]:
-    """Validate heartbeat metrics (whole mapping first) and return a plain ``dict`` copy."""
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"metrics must be a mapping of str to int, float or None, got {type(metrics).__name__}")
-    checked: dict[str, MetricValue] = {}
-    for name, value in metrics.items():
-        if not isinstance(name, str):
-            raise TypeError(f"metric names must be str, got {type(name).__name__} {name!r}; use str(name)")
-        if isinstance(value, bool) or not (value is None or isinstance(value, (int, float))):
-            raise TypeError(
-                f"metric {name!r} must be an int, float or None (a JSON number or null), got "
-                f"{type(value).__name__} {value!r}"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"metric {name!r} must be finite, got {value!r}: NaN and infinity are not JSON; use None")
-        checked[str(name)] = value if value is None else (int(value) if isinstance(value, int) else float(value))
-    return checked
+    __slots__ = ("_old", "_young")
 
+    def __init__(self) -> None:
+        self._young: dict[bytes | str, tuple[SessionInfo, str | None]] = {}
+        self._old: dict[bytes | str, tuple[SessionInfo, str | None]] = {}
 
-def _check_sessions(sessions: object) -> list[tuple[str, str]]:
-    """Validate a ``{session_id: call_id}`` mapping and return its ``(session_id, call_id)`` pairs in order."""
-    if not isinstance(sessions, Mapping):
-        raise TypeError(
-            f"sessions must be a mapping of session_id to call_id, got {type(sessions).__name__}: {sessions!r}"
+    def put(self, raw: bytes | str, info: SessionInfo, head: str | None) -> None:
+        young = self._young
+        if len(young) >= _CACHE_GENERATION:
+            self._old, self._young = young, {}
+            young = self._young
+        young[raw] = (info, head)
+
+    def decode(self, raw: bytes | str, key: str) -> tuple[SessionInfo, str | None]:
+        """The fields of ``raw`` (validated now or when these bytes were first seen) and its rewrite head, if any.
+
+        Raises :class:`CorruptRecordError` naming ``key`` when ``raw`` is not a valid record.
+        """
+        cacheable = type(raw) is bytes or type(raw) is str
+        if cacheable:
+            found = self._young.get(raw)
+            if found is not None:
+                return found
+            found = self._old.get(raw)
+            if found is not None:
+                self._young[raw] = found
+                return found
+        data = _load_object(raw, key)
+        missing = [name for name in _REQUIRED_FIELDS if name not in data]
+        if missing:
+            raise CorruptRecordError(key, f"missing field(s) {', '.join(missing)}")
+        problem = _field_problem(data)
+        if problem is not None:
+            raise CorruptRecordError(key, problem[1])
+        decoded = SessionInfo(
+            data["session_id"],
+            data["call_id"],
+            data["node_id"],
+            float(data["started_at"]),
+            float(data["metrics_updated_at"]),
+            SessionMetrics(data.get("metrics", {})),
         )
-    return [
-        (_check_id(session_id, "session_id"), _check_id(call_id, f"call_id of session {session_id!r}"))
-        for session_id, call_id in sessions.items()
-    ]
+        head = (
+            _record_head(data["session_id"], data["call_id"], data["node_id"], data["started_at"])
+            if tuple(data) == _RECORD_FIELDS
+            else None
+        )
+        if cacheable:
+            self.put(raw, decoded, head)
+        return decoded, head
+
+
+_RECORDS: Final = _RecordCache()

@@ -1,0 +1,1 @@
+"""Multi-node failure simulations of session nodes sharing one store (issue 12)."""
