@@ -21,7 +21,7 @@ class Settings:
     redis_url: str | None
     """Use this server instead of starting one (each test still gets a private key prefix)."""
     redis_exec: str | None
-    """The redis-server binary to start (default: found on PATH)."""
+    """The server binary to start (default: discovered, see ``find_redis_server``)."""
     require_redis: bool
     """Fail, rather than skip, the tests that need Redis when no server can be had."""
 
@@ -48,7 +48,9 @@ class Options:
             "--sessionkv-redis-exec",
             "sessionkv_redis_exec",
             "string",
-            "path of the redis-server binary to start (default: $SESSIONKV_REDIS_EXEC, then PATH)",
+            "server binary to start, a path or a command name (valkey-server: the bundled one if not on PATH); "
+            "default: $SESSIONKV_REDIS_EXEC, then redis-server, valkey-server on PATH, then the bundled "
+            "valkey-server; a given server that is missing is an error",
         ),
         (
             "--sessionkv-require-redis",

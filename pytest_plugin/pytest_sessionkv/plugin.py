@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_sessionkv.options import Options, Settings
-from pytest_sessionkv.redis import RedisHandle, start_redis
+from pytest_sessionkv.redis import RedisHandle, describe_server, start_redis
 
 __all__ = ["sessionkv_custom_store_factory", "sessionkv_namespace", "sessionkv_redis_server"]
 
@@ -61,6 +61,10 @@ def pytest_configure(config: pytest.Config) -> None:
         f"(of {', '.join(ALL_BACKENDS)})",
     )
     config.stash[Settings.key] = Options.read(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"sessionkv: {describe_server(config.stash[Settings.key])}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

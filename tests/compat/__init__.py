@@ -1,0 +1,1 @@
+"""Compatibility tests against the real vision-agents (see conftest.py)."""

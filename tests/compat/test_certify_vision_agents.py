@@ -1,0 +1,96 @@
+"""``sessionkv certify`` on vision-agents' own stores gives exactly the report that docs/certify.md documents.
+
+The expectation lives in one place, the table between the ``vision-agents-certification`` markers of
+docs/certify.md; this test parses it and compares it, verdict by verdict, with the ``--json`` report.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from sessionkv.testing import RedisServer
+from sessionkv.testing.certify.cli import main
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "certify.md"
+TARGETS = {
+    "InMemorySessionKVStore": "compat.vision_agents_stores:in_memory",
+    "RedisSessionKVStore": "compat.vision_agents_stores:redis",
+}
+_ROW = re.compile(r"^\|\s*(?P<row>[^|]+?)\s*\|\s*(?P<memory>[^|]+?)\s*\|\s*(?P<redis>[^|]+?)\s*\|")
+
+
+def documented_expectation() -> dict[str, dict[str, str]]:
+    """``{store class: {row: expected verdict}}`` from docs/certify.md; rows are guarantee ids and exit statuses."""
+    text = DOC.read_text()
+    match = re.search(
+        r"<!-- vision-agents-certification: begin -->\n(.*?)<!-- vision-agents-certification: end -->", text, re.S
+    )
+    assert match, f"{DOC}: the vision-agents-certification table markers are missing"
+    header, _rule, *rows = match.group(1).strip().splitlines()
+    columns = [cell.strip().strip("`") for cell in header.strip("|").split("|")][1:3]
+    assert columns == list(TARGETS), f"{DOC}: table columns {columns}, expected {list(TARGETS)}"
+    expected: dict[str, dict[str, str]] = {name: {} for name in TARGETS}
+    for line in rows:
+        cells = _ROW.match(line)
+        assert cells, f"{DOC}: cannot parse table row {line!r}"
+        row = cells["row"].replace("`", "")
+        expected["InMemorySessionKVStore"][row] = cells["memory"]
+        expected["RedisSessionKVStore"][row] = cells["redis"]
+    return expected
+
+
+EXPECTED = documented_expectation()
+
+
+def certify(target: str, tmp_path: Path, *argv: str) -> dict[str, object]:
+    path = tmp_path / "report.json"
+    out, err = io.StringIO(), io.StringIO()
+    status = main([target, "--json", str(path), *argv], stdout=out, stderr=err)
+    assert path.exists(), f"certify {target} exited {status} without a report: {err.getvalue()}"
+    report: dict[str, object] = json.loads(path.read_text())
+    assert report["exit_status"] == status, (out.getvalue(), err.getvalue())
+    return report
+
+
+def verdicts(report: dict[str, object]) -> dict[str, str]:
+    rows = report["guarantees"]
+    assert isinstance(rows, list)
+    return {row["id"]: row["status"] for row in rows}
+
+
+@pytest.fixture
+def server_url(sessionkv_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Redis target runs on the session's server (``backends`` reads ``$SESSIONKV_REDIS_URL``)."""
+    monkeypatch.setenv("SESSIONKV_REDIS_URL", sessionkv_redis_server.url)
+    return sessionkv_redis_server.url
+
+
+def test_the_documented_table_covers_every_guarantee_and_both_levels() -> None:
+    from sessionkv.store import GUARANTEES
+    from sessionkv.testing.certify.catalogue import MODEL_ID
+
+    ids = [*GUARANTEES, MODEL_ID]
+    for store, rows in EXPECTED.items():
+        assert sorted(rows) == sorted([*ids, "exit status, --level seed", "exit status, --level full"]), store
+
+
+@pytest.mark.parametrize("store", list(TARGETS))
+def test_the_full_report_matches_the_documented_table(store: str, server_url: str, tmp_path: Path) -> None:
+    report = certify(TARGETS[store], tmp_path)
+    expected = EXPECTED[store]
+    actual = {**verdicts(report), "exit status, --level full": str(report["exit_status"])}
+    assert actual == {row: verdict for row, verdict in expected.items() if row != "exit status, --level seed"}, (
+        f"vision-agents' {store} no longer matches docs/certify.md"
+    )
+
+
+@pytest.mark.parametrize("store", list(TARGETS))
+def test_the_seed_level_report_matches_the_documented_exit_status(store: str, server_url: str, tmp_path: Path) -> None:
+    report = certify(TARGETS[store], tmp_path, "--level", "seed")
+    assert str(report["exit_status"]) == EXPECTED[store]["exit status, --level seed"]
+    assert report["passed"] == (report["exit_status"] == 0)
