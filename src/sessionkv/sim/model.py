@@ -62,7 +62,7 @@ class Latency:
 FAULT_VERBS: Final = frozenset(
     {"crash", "restart", "stop", "partition", "slow_store", "store_restart", "clock_skew", "clock_jump", "maint_kill"}
 )
-"""Verbs that are faults (the schedule :mod:`sessionkv.sim.explore` shrinks); the others are workload."""
+"""Verbs that are faults (what swarm mode picks from); the others are workload."""
 
 VERBS: Final = FAULT_VERBS | {"start", "open", "request_close", "end_session", "leave"}
 
@@ -296,10 +296,14 @@ class Scenario:
     def faults(self) -> list[Action]:
         return [action for action in self.timeline() if action.verb in FAULT_VERBS]
 
-    def with_faults(self, faults: Sequence[Action]) -> Scenario:
-        """A copy whose fault schedule is ``faults`` (the workload stays): what shrinking and ``--schedule`` use."""
-        workload = [action for action in self.actions if action.verb not in FAULT_VERBS]
-        return dataclasses.replace(self, actions=workload + list(faults))
+    def with_actions(self, actions: Sequence[Action]) -> Scenario:
+        """A copy whose timeline is ``actions`` (settings and guards stay): what shrinking and ``--schedule`` use."""
+        for action in actions:
+            if action.node is not None and action.node not in self.node_names:
+                raise ScenarioError(
+                    f"the schedule names node {action.node!r}; this run has {', '.join(self.node_names)}"
+                )
+        return dataclasses.replace(self, actions=list(actions))
 
     def parameters_json(self) -> dict[str, Any]:
         return {

@@ -84,11 +84,11 @@ class RealRedisBackend:
                 proxy = RedisFaultProxy(server.host, server.port, seed=engine.params.seed + index, resp=False)
                 await proxy.start()
                 self.proxies[name] = proxy
-                store = RedisSessionKVStore(
+                node_store = RedisSessionKVStore(
                     url=proxy.url, key_prefix="sim:", operation_timeout=scenario.operation_timeout
                 )
-                await store.start()
-                self.stores[name] = store
+                await node_store.start()
+                self.stores[name] = node_store
             try:
                 await engine.drive()
             finally:

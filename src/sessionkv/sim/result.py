@@ -134,7 +134,7 @@ def run_scenario(
     progress: Callable[[float], None] | None = None,
     time_scale: float = 0.1,
 ) -> RunResult:
-    """Run one scenario and check it. ``schedule`` replaces the scenario's fault actions (shrinking, ``--schedule``).
+    """Run one scenario and check it. ``schedule`` replaces the scenario's timeline (shrinking, ``--schedule``).
 
     ``time_scale`` applies to the ``redis`` backend only (real time): every duration of the scenario is multiplied by
     it, so a 300 s scenario replays in 30 s by default.
@@ -142,7 +142,7 @@ def run_scenario(
     params = params or Parameters()
     scenario = build(name_or_path, params)
     if schedule is not None:
-        scenario = scenario.with_faults(schedule)
+        scenario = scenario.with_actions(schedule)
     return run_built(
         scenario,
         scenario_label(name_or_path),
@@ -216,5 +216,5 @@ def run_built(
         analysis=analysis,
         notes=notes,
         reproduce=reproduce_command(label, backend, chosen.name, params, schedule_path),
-        schedule=scenario.faults(),
+        schedule=scenario.timeline(),
     )
