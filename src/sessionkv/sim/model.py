@@ -326,13 +326,15 @@ ScenarioFunction = Callable[[Parameters], Scenario]
 
 
 def scenarios_dir() -> Path:
-    """The folder of built-in scenario scripts: ``scenarios/`` of the repository (or ``$SESSIONKV_SCENARIOS``)."""
+    """The folder of built-in scenario scripts: ``$SESSIONKV_SCENARIOS`` if set, else the copy a wheel installs next
+    to this module, else ``scenarios/`` of the source checkout."""
     import os
 
     override = os.environ.get("SESSIONKV_SCENARIOS")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3] / "scenarios"
+    installed = Path(__file__).resolve().parent / "scenarios"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[3] / "scenarios"
 
 
 def builtin_scenarios() -> dict[str, Path]:
@@ -382,9 +384,15 @@ def load_scenario(name_or_path: str | Path) -> tuple[ScenarioFunction, str, Path
     return function, doc, path
 
 
-def build(name_or_path: str | Path, params: Parameters) -> Scenario:
-    """Load a scenario script and call it with ``params``; checks that it returned a :class:`Scenario`."""
-    function, doc, path = load_scenario(name_or_path)
+def build(name_or_path: str | Path | ScenarioFunction, params: Parameters) -> Scenario:
+    """Call a scenario function (a script's, by built-in name or path, or one given directly) with ``params``.
+
+    Checks that it returned a :class:`Scenario`.
+    """
+    if callable(name_or_path):
+        function, doc, path = name_or_path, name_or_path.__doc__ or "", Path(getattr(name_or_path, "__name__", "?"))
+    else:
+        function, doc, path = load_scenario(name_or_path)
     scenario = function(params)
     if not isinstance(scenario, Scenario):
         raise ScenarioError(f"scenario(params) of {path} must return a Scenario, got {type(scenario).__name__}")

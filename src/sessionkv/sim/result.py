@@ -17,7 +17,7 @@ from typing import Any
 from sessionkv.sim.engine import Engine, make_policy
 from sessionkv.sim.history import History
 from sessionkv.sim.invariants import Analysis, Check, check_all
-from sessionkv.sim.model import Action, Parameters, Scenario, build
+from sessionkv.sim.model import Action, Parameters, Scenario, ScenarioFunction, build
 from sessionkv.sim.policies import Policy
 
 __all__ = ["RunResult", "reproduce_command", "run_scenario"]
@@ -119,12 +119,15 @@ def reproduce_command(
     return shlex.join(parts)
 
 
-def scenario_label(name_or_path: str | Path) -> str:
+def scenario_label(name_or_path: str | Path | ScenarioFunction) -> str:
+    """How a run names its scenario: the built-in name, the script path, or the function's name."""
+    if callable(name_or_path):
+        return str(getattr(name_or_path, "__name__", repr(name_or_path)))
     return str(name_or_path)
 
 
 def run_scenario(
-    name_or_path: str | Path,
+    name_or_path: str | Path | ScenarioFunction,
     *,
     policy: str | Policy = "hardened",
     backend: str = "memory",
@@ -135,6 +138,8 @@ def run_scenario(
     time_scale: float = 0.1,
 ) -> RunResult:
     """Run one scenario and check it. ``schedule`` replaces the scenario's timeline (shrinking, ``--schedule``).
+
+    ``name_or_path`` is a built-in scenario name, the path of a scenario script, or a ``scenario(params)`` function.
 
     ``time_scale`` applies to the ``redis`` backend only (real time): every duration of the scenario is multiplied by
     it, so a 300 s scenario replays in 30 s by default.
