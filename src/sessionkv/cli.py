@@ -17,6 +17,7 @@ __all__ = ["main"]
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "certify": ("sessionkv.testing.certify.cli", "check a store backend against the whole sessionkv contract"),
     "proxy": ("sessionkv.testing.faults.cli", "run a fault-injecting Redis proxy for manual chaos testing"),
+    "sim": ("sessionkv.sim.cli", "simulate session nodes through crashes, partitions and store failures"),
 }
 
 

@@ -367,14 +367,59 @@ class SessionRegistry:
         if pairs:
             await self.store.expire(*(_session_key(call_id, session_id) for session_id, call_id in pairs), ttl=self.ttl)
 
-    async def request_close(self, call_id: str, session_id: str) -> None:
+    async def request_close(self, call_id: str, session_id: str, *, ttl: float | None = None) -> None:
         """Ask the node running the session to close it: write the close flag (``b""``), alive for ``ttl``.
 
         Any node may call this; it does not check that the session exists. The flag is removed by :meth:`remove`.
+        ``ttl`` (seconds, validated like every store TTL) overrides the registry's ``ttl`` for this flag: a longer
+        one keeps the request alive while the owner cannot reach the store (a flag that expires first is lost).
         """
         call_id = _check_id(call_id, "call_id")
         session_id = _check_id(session_id, "session_id")
-        await self.store.set(_close_key(call_id, session_id), b"", self.ttl)
+        if ttl is not None:
+            check_ttl_ns(ttl)
+        await self.store.set(_close_key(call_id, session_id), b"", self.ttl if ttl is None else float(ttl))
+
+    async def register_many(self, infos: Sequence[SessionInfo]) -> None:
+        """The batched heartbeat: write the whole record of each of ``infos`` with a fresh ``ttl``, in one ``mset``.
+
+        Each record is written as given except ``metrics_updated_at``, which is ``clock.time()`` (the heartbeat's
+        time). Unlike :meth:`update_metrics` it does not read first and writes unconditionally, so a record that
+        vanished (expired, or lost by the store) is registered again. Only the node that runs the sessions may call it,
+        and only for sessions it still runs: it would resurrect a removed record. ``mset`` is atomic on every backend.
+        Every record is validated before anything is written (ids as in :meth:`register`, metrics as in
+        :meth:`update_metrics`); an empty sequence writes nothing. Encodings of unchanged records are reused from the
+        previous call, so a heartbeat of many sessions costs little more than the ``mset`` itself.
+        """
+        cache: dict[int, tuple[SessionInfo, dict[str, MetricValue], str, str, str]] = getattr(self, "_batch_cache", {})
+        fresh: dict[int, tuple[SessionInfo, dict[str, MetricValue], str, str, str]] = {}
+        parts: list[tuple[str, str, str]] = []
+        for info in infos:
+            entry = cache.get(id(info))
+            if entry is None or entry[0] is not info or entry[1] != info.metrics:
+                if not isinstance(info, SessionInfo):
+                    raise TypeError(f"infos must be SessionInfo records, got {type(info).__name__} {info!r}")
+                key = _session_key(_check_id(info.call_id, "call_id"), _check_id(info.session_id, "session_id"))
+                _check_id(info.node_id, "node_id")
+                checked = _check_metrics(info.metrics)
+                metrics = json.dumps(checked) if checked else "{}"
+                # exactly SessionInfo.to_json() with metrics_updated_at left open
+                head = json.dumps(
+                    {
+                        "session_id": info.session_id,
+                        "call_id": info.call_id,
+                        "node_id": info.node_id,
+                        "started_at": float(info.started_at),
+                    }
+                )[:-1]
+                entry = (info, checked, key, f'{head}, "metrics_updated_at": ', f', "metrics": {metrics}}}')
+            fresh[id(info)] = entry
+            parts.append(entry[2:])
+        self._batch_cache = fresh
+        if parts:
+            stamp = repr(float(self.clock.time()))
+            ttl = self.ttl
+            await self.store.mset([(key, f"{head}{stamp}{tail}".encode(), ttl) for key, head, tail in parts])
 
     # -- reads -----------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,571 @@
+"""The engine: N nodes over one store, a timeline, an observer and a nemesis, all recorded in one history.
+
+On the in-process backends (``memory``, ``fakeredis``) a run happens inside :func:`sessionkv.testing.virtual_time.run`:
+virtual time, every store call of a node delayed by a latency drawn from a per-node stream of the seed, so a run is a
+pure function of (scenario, policy, parameters, seed). Each node reaches the store through its own :class:`StoreView`,
+which records every call (``invoke`` then ``ok`` / ``fail`` / ``info``), applies the node's latency and slow-store
+windows, and implements partitions: a call to an unreachable store fails with
+:class:`~sessionkv.errors.StoreUnavailableError` after ``operation_timeout``; a write cut while in flight is ``info``
+(outcome unknown to the node; in this model it never reached the store). A call is applied at the end of its flight,
+so a crash during the flight cancels it.
+
+The observer reads the store directly (no view, no partition, no latency) every ``observe_every`` seconds and
+records the session keys it saw; invariants use those reads for visibility.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from sessionkv.errors import StoreUnavailableError
+from sessionkv.registry import SESSIONS_PREFIX, SessionRegistry, _session_key
+from sessionkv.sim.history import FAIL, INFO, INVOKE, OK, History
+from sessionkv.sim.model import Action, Latency, Parameters, Scenario, ScenarioError
+from sessionkv.sim.policies import NodeLogic, Policy
+from sessionkv.store import SessionKVStore
+
+if TYPE_CHECKING:
+    from sessionkv.sim.realredis import RealRedisBackend
+
+__all__ = ["BACKENDS", "Engine", "StoreView"]
+
+BACKENDS: Final = ("memory", "fakeredis", "redis")
+
+_PROCESS: contextvars.ContextVar[str] = contextvars.ContextVar("sessionkv_sim_process", default="?")
+
+NodeEvent = Callable[[str, str, str, Any], None]
+
+
+class NodeState:
+    """What the engine keeps per node name across incarnations: faults, clock skew, streams, the live logic."""
+
+    __slots__ = (
+        "alive",
+        "latency",
+        "latency_rng",
+        "launch_rng",
+        "logic",
+        "name",
+        "partitioned",
+        "running",
+        "skew",
+        "slow",
+        "tasks",
+        "view",
+    )
+
+    def __init__(self, name: str, latency: Latency, params: Parameters) -> None:
+        self.name = name
+        self.alive = False
+        self.partitioned = False
+        self.skew = 0.0
+        self.latency = latency
+        self.slow: Latency | None = None
+        self.latency_rng = params.rng(f"latency/{name}")
+        self.launch_rng = params.rng(f"launch/{name}")
+        self.logic: NodeLogic | None = None
+        self.tasks: dict[asyncio.Task[None], str] = {}
+        self.running: dict[str, str] = {}  # session_id -> call_id, from the node's own reports
+        self.view: StoreView | None = None
+
+    def draw_latency(self) -> float:
+        latency = self.slow or self.latency
+        if latency.high == 0.0:
+            return 0.0
+        return latency.draw(self.latency_rng)
+
+
+class StoreView(SessionKVStore):
+    """One node's path to the shared store: records, delays, partitions. Argument checks are the store's own."""
+
+    def __init__(self, engine: Engine, state: NodeState, store: SessionKVStore) -> None:
+        self._engine = engine
+        self._state = state
+        self._store = store
+        self._timeout = engine.scenario.operation_timeout
+        self._simulated = engine.real is None  # on real Redis the node's fault proxy cuts it, not this view
+
+    async def _op(self, f: str, key: str | None, value: Any, write: bool, call: Callable[[], Any]) -> Any:
+        engine = self._engine
+        state = self._state
+        add = engine.history.events.append
+        now = engine.now_ns
+        process = _PROCESS.get()
+        node = state.name
+        add((now(), node, process, INVOKE, f, key, value, None))
+        if state.partitioned and self._simulated:
+            await asyncio.sleep(self._timeout)
+            add((now(), node, process, FAIL, f, key, None, "unreachable"))
+            raise StoreUnavailableError(f"{node} is cut from the store", operation=f)
+        latency = state.draw_latency()
+        try:
+            if latency:
+                await asyncio.sleep(latency)
+            if (
+                state.partitioned and self._simulated
+            ):  # cut while in flight: the node waits for its timeout, never learns the outcome
+                if latency < self._timeout:
+                    await asyncio.sleep(self._timeout - latency)
+                add((now(), node, process, INFO if write else FAIL, f, key, None, "cut in flight"))
+                raise StoreUnavailableError(f"{node} was cut from the store during {f}", operation=f)
+            result = await call()
+        except asyncio.CancelledError:
+            if not engine.ended:
+                add((now(), node, process, INFO, f, key, None, "cancelled"))
+            raise
+        except StoreUnavailableError as exc:
+            if not engine.ended:
+                add((now(), node, process, INFO if write else FAIL, f, key, None, type(exc).__name__))
+            raise
+        add((now(), node, process, OK, f, key, _summary(f, result), None))
+        return result
+
+    async def set(self, key: str, value: bytes, ttl: float, *, only_if_exists: bool = False) -> None:
+        await self._op(
+            "set",
+            key,
+            (("ttl", ttl), ("xx", only_if_exists)),
+            True,
+            lambda: self._store.set(key, value, ttl, only_if_exists=only_if_exists),
+        )
+
+    async def mset(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        items = list(items)
+        keys = tuple(item[0] for item in items)
+        ttl = max((item[2] for item in items), default=0.0)
+        await self._op("mset", None, (("keys", keys), ("ttl", ttl)), True, lambda: self._store.mset(items))
+
+    async def get(self, key: str) -> bytes | None:
+        result: bytes | None = await self._op("get", key, None, False, lambda: self._store.get(key))
+        return result
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        keys = list(keys)
+        result: list[bytes | None] = await self._op("mget", None, tuple(keys), False, lambda: self._store.mget(keys))
+        return result
+
+    async def expire(self, *keys: str, ttl: float) -> None:
+        await self._op("expire", None, (("keys", keys), ("ttl", ttl)), True, lambda: self._store.expire(*keys, ttl=ttl))
+
+    async def keys(self, prefix: str) -> list[str]:
+        result: list[str] = await self._op("keys", prefix, None, False, lambda: self._store.keys(prefix))
+        return result
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        keys = list(keys)
+        await self._op("delete", None, tuple(keys), True, lambda: self._store.delete(keys))
+
+
+def _summary(f: str, result: Any) -> Any:
+    """What an ``ok`` event records of a result: found or not, counts, sorted key lists; never the bytes."""
+    if f == "get":
+        return result is not None
+    if f == "mget":
+        return sum(1 for item in result if item is not None)
+    if f == "keys":
+        return tuple(sorted(result))
+    return None
+
+
+class NodeClock:
+    """A node's clock for its registry: the engine's monotonic time, and a wall clock with the node's skew."""
+
+    __slots__ = ("_engine", "_state")
+
+    def __init__(self, engine: Engine, state: NodeState) -> None:
+        self._engine = engine
+        self._state = state
+
+    def now_ns(self) -> int:
+        return self._engine.now_ns()
+
+    def now(self) -> float:
+        return self._engine.now_ns() / 1e9
+
+    def time(self) -> float:
+        return self._engine.wall_time() + self._state.skew
+
+
+class Context:
+    """The :class:`~sessionkv.sim.policies.NodeContext` of one node incarnation."""
+
+    def __init__(self, engine: Engine, state: NodeState, registry: SessionRegistry) -> None:
+        scenario = engine.scenario
+        self._engine = engine
+        self._state = state
+        self.node_id = state.name
+        self.registry = registry
+        self.ttl = scenario.ttl
+        self.maintenance_interval = scenario.maintenance_interval
+        self.max_sessions_per_call = scenario.max_sessions_per_call
+        self.max_session_duration = scenario.max_session_duration
+        self.idle_timeout = scenario.idle_timeout
+        self.clock = registry.clock
+
+    def monotonic(self) -> float:
+        return self._engine.now_ns() / 1e9
+
+    def wall(self) -> float:
+        return self.clock.time()
+
+    def launch_delay(self) -> float:
+        return self._engine.scenario.launch_delay.draw(self._state.launch_rng)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], role: str) -> asyncio.Task[None]:
+        if self._state.logic is None or not self._state.alive:
+            coro.close()
+            raise RuntimeError(f"node {self.node_id} is not running")
+        return self._engine.spawn(self._state, coro, f"{self.node_id}/{role}")
+
+    def _event(self, f: str, call_id: str, session_id: str, value: Any) -> None:
+        engine = self._engine
+        if engine.ended or self._state.logic is None:
+            return
+        engine.history.events.append(
+            (engine.now_ns(), self.node_id, _PROCESS.get(), OK, f, _session_key(call_id, session_id), value, None)
+        )
+
+    def session_started(self, call_id: str, session_id: str) -> None:
+        self._state.running[session_id] = call_id
+        self._event("session_start", call_id, session_id, call_id)
+
+    def session_stopped(self, call_id: str, session_id: str, reason: str) -> None:
+        if self._state.running.pop(session_id, None) is not None:
+            self._event("session_stop", call_id, session_id, reason)
+
+    def limit_rejected(self, call_id: str, session_id: str) -> None:
+        self._event("limit_reject", call_id, session_id, call_id)
+
+
+@dataclasses.dataclass(slots=True)
+class RunOutput:
+    """What one engine run produced, before analysis."""
+
+    history: History
+    simulated_s: float
+    wall_s: float
+    notes: list[str]
+
+
+class Engine:
+    """Runs one scenario under one policy on one backend and records the history (see the module docstring)."""
+
+    def __init__(self, scenario: Scenario, policy: Policy, params: Parameters, *, backend: str = "memory") -> None:
+        if backend not in BACKENDS:
+            raise ScenarioError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.scenario = scenario
+        self.policy = policy
+        self.params = params
+        self.backend = backend
+        self.history = History()
+        self.ended = False
+        # nanoseconds since the run began, and the epoch seconds that all nodes' wall clocks start from
+        self.now_ns: Callable[[], int] = time.monotonic_ns
+        self.wall_time: Callable[[], float] = time.time
+        self.states = {name: NodeState(name, scenario.latency, params) for name in scenario.node_names}
+        self.client = NodeState("client", scenario.latency, params)
+        self.client.alive = True
+        self.store: SessionKVStore | None = None
+        self.real: RealRedisBackend | None = None
+        self.origin_ns = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        self.progress: Callable[[float], None] | None = None
+        self.notes: list[str] = []
+
+    # -- running -----------------------------------------------------------------------------------------------------
+
+    def run(self) -> RunOutput:
+        """Run to the scenario's end and return the history (blocking; builds its own event loop)."""
+        started = time.perf_counter()
+        if self.backend == "redis":
+            from sessionkv.sim.realredis import run_on_redis
+
+            run_on_redis(self)
+        else:
+            from sessionkv.testing.virtual_time import VirtualClock, run
+
+            clock = VirtualClock()
+            self.now_ns = clock.now_ns
+            self.wall_time = clock.time
+            run(self._main(), clock=clock)
+        return RunOutput(self.history, self.scenario.duration, time.perf_counter() - started, self.notes)
+
+    async def open_store(self) -> SessionKVStore:
+        from sessionkv.testing.virtual_time import VirtualClock, VirtualClockSessionKVStore, virtual_fakeredis_store
+
+        loop = asyncio.get_running_loop()
+        clock = getattr(loop, "clock", None)
+        assert isinstance(clock, VirtualClock)
+        if self.backend == "memory":
+            return VirtualClockSessionKVStore(clock=clock, cleanup_interval=self.scenario.ttl * 4)
+        return virtual_fakeredis_store(clock, key_prefix="sim:")
+
+    def node_store(self, name: str) -> SessionKVStore:
+        """The store a node's view wraps (the shared one here; real Redis gives each node its own client)."""
+        if self.real is not None:
+            return self.real.stores[name]
+        assert self.store is not None
+        return self.store
+
+    async def wipe_store(self, keep_data: bool) -> None:
+        """Restart the store; without ``keep_data`` everything is lost."""
+        assert self.store is not None
+        if keep_data:
+            return
+        if self.real is not None:
+            assert self.real.server is not None
+            await asyncio.to_thread(self.real.server.restart)
+        elif self.backend == "memory":
+            await self.store.delete(await self.store.keys(""))
+        else:
+            client = self.store.client  # type: ignore[attr-defined]
+            await client.flushall()
+
+    async def _main(self) -> None:
+        self.store = await self.open_store()
+        await self.store.start()
+        try:
+            await self.drive()
+        finally:
+            await self.store.close()
+
+    async def drive(self) -> None:
+        """Schedule the timeline, run the observer, wait until the end, then cancel everything."""
+        loop = asyncio.get_running_loop()
+        origin = loop.time()
+        if self.real is not None:
+            self.origin_ns = time.monotonic_ns()
+        scenario = self.scenario
+        self.client.view = StoreView(self, self.client, self.node_store("client"))
+        if scenario.autostart:
+            for name in scenario.node_names:
+                self._start_node(self.states[name], "node_start")
+        for action in scenario.timeline():
+            self._timers.append(loop.call_at(origin + action.at, self._fire, action))
+            if action.duration is not None and action.verb in ("partition", "slow_store"):
+                end = Action(
+                    action.at + action.duration, "heal" if action.verb == "partition" else "unslow", action.node
+                )
+                self._timers.append(loop.call_at(origin + end.at, self._fire, end))
+        observer = asyncio.create_task(self._observe())
+        try:
+            await asyncio.sleep(scenario.duration)
+        finally:
+            self.ended = True
+            observer.cancel()
+            for timer in self._timers:
+                timer.cancel()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(observer, *tasks, return_exceptions=True)
+
+    async def _observe(self) -> None:
+        assert self.store is not None
+        store = self.store
+        add = self.history.events.append
+        every = self.scenario.observe_every
+        while True:
+            add((self.now_ns(), "observer", "observer", INVOKE, "keys", SESSIONS_PREFIX, None, None))
+            try:
+                keys = await store.keys(SESSIONS_PREFIX)
+            except StoreUnavailableError as exc:
+                add((self.now_ns(), "observer", "observer", FAIL, "keys", SESSIONS_PREFIX, None, type(exc).__name__))
+            else:
+                add((self.now_ns(), "observer", "observer", OK, "keys", SESSIONS_PREFIX, tuple(sorted(keys)), None))
+            if self.progress is not None:
+                self.progress(self.now_ns() / 1e9)
+            await asyncio.sleep(every)
+
+    def spawn(self, state: NodeState, coro: Coroutine[Any, Any, None], process: str) -> asyncio.Task[None]:
+        async def body() -> None:
+            _PROCESS.set(process)
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a policy's task failed: record it, the node goes on
+                if not self.ended and state.logic is not None:
+                    self._nemesis_like(state.name, process, "task_failed", type(exc).__name__)
+
+        task = asyncio.get_running_loop().create_task(body())
+        state.tasks[task] = process
+        self._tasks.add(task)
+
+        def forget(done: asyncio.Task[None]) -> None:
+            state.tasks.pop(done, None)
+            self._tasks.discard(done)
+
+        task.add_done_callback(forget)
+        return task
+
+    def _nemesis_like(self, node: str, process: str, f: str, value: Any) -> None:
+        self.history.events.append((self.now_ns(), node, process, OK, f, None, value, None))
+
+    def _nemesis(self, f: str, value: Any) -> None:
+        self.history.events.append((self.now_ns(), "nemesis", "nemesis", INFO, f, None, value, None))
+
+    # -- node lifecycle ------------------------------------------------------------------------------------------------
+
+    def _start_node(self, state: NodeState, event: str) -> None:
+        if state.alive:
+            return
+        view = StoreView(self, state, self.node_store(state.name))
+        state.view = view
+        registry = SessionRegistry(view, node_id=state.name, ttl=self.scenario.ttl, clock=NodeClock(self, state))
+        state.alive = True
+        state.running = {}
+        state.logic = self.policy.node(Context(self, state, registry))
+        self._nemesis_like(state.name, f"{state.name}/node", event, None)
+        self.spawn(state, state.logic.start(), f"{state.name}/node")
+
+    def _crash_node(self, state: NodeState) -> None:
+        if not state.alive:
+            return
+        self._nemesis_like(state.name, f"{state.name}/node", "node_crash", None)
+        self._drop_sessions(state, "node_crash")
+        state.alive = False
+        state.logic = None
+        for task in list(state.tasks):
+            task.cancel()
+
+    def _drop_sessions(self, state: NodeState, reason: str) -> None:
+        for session_id, call_id in list(state.running.items()):
+            self.history.events.append(
+                (
+                    self.now_ns(),
+                    state.name,
+                    f"{state.name}/node",
+                    OK,
+                    "session_stop",
+                    _session_key(call_id, session_id),
+                    reason,
+                    None,
+                )
+            )
+        state.running = {}
+
+    async def _stop_node(self, state: NodeState) -> None:
+        logic = state.logic
+        if not state.alive or logic is None:
+            return
+        try:
+            await logic.stop()
+        finally:
+            self._nemesis_like(state.name, f"{state.name}/node", "node_stop", None)
+            self._drop_sessions(state, "node_stop")
+            state.alive = False
+            state.logic = None
+            for task in list(state.tasks):
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+    def _owner(self, session_id: str) -> NodeState | None:
+        for state in self.states.values():
+            if session_id in state.running:
+                return state
+        return None
+
+    # -- the timeline ------------------------------------------------------------------------------------------------
+
+    def _fire(self, action: Action) -> None:
+        verb = action.verb
+        state = self.states.get(action.node or "")
+        if verb in ("start", "restart"):
+            assert state is not None
+            if verb == "restart":
+                self._nemesis("restart", (("node", state.name),))
+            self._start_node(state, "node_start")
+        elif verb == "crash":
+            assert state is not None
+            self._nemesis("crash", (("node", state.name),))
+            self._crash_node(state)
+        elif verb == "stop":
+            assert state is not None
+            self._nemesis("stop", (("node", state.name),))
+            self._run_task(self.client, self._stop_node(state), f"{state.name}/node")
+        elif verb == "partition":
+            assert state is not None
+            self._nemesis("partition", (("node", state.name),))
+            state.partitioned = True
+            if self.real is not None:
+                self.real.cut(state.name, True)
+        elif verb == "heal":
+            assert state is not None
+            self._nemesis("heal", (("node", state.name),))
+            state.partitioned = False
+            if self.real is not None:
+                self.real.cut(state.name, False)
+        elif verb == "slow_store":
+            latency = Latency(action.arg("low"), action.arg("high"))
+            self._nemesis("slow", (("node", action.node), ("low", latency.low), ("high", latency.high)))
+            for target in [state] if state is not None else [*self.states.values(), self.client]:
+                target.slow = latency
+        elif verb == "unslow":
+            self._nemesis("unslow", (("node", action.node),))
+            for target in [state] if state is not None else [*self.states.values(), self.client]:
+                target.slow = None
+        elif verb == "store_restart":
+            keep = bool(action.arg("keep_data", False))
+            self._nemesis("store_restart" if keep else "store_wipe", None)
+            self._run_task(self.client, self.wipe_store(keep), "nemesis")
+        elif verb in ("clock_skew", "clock_jump"):
+            assert state is not None
+            if verb == "clock_skew":
+                state.skew = float(action.arg("offset", 0.0))
+                self._nemesis(verb, (("node", state.name), ("offset", state.skew)))
+            else:
+                state.skew += float(action.arg("delta", 0.0))
+                self._nemesis(verb, (("node", state.name), ("delta", float(action.arg("delta", 0.0)))))
+        elif verb == "maint_kill":
+            assert state is not None
+            self._nemesis("maint_kill", (("node", state.name),))
+            for task, process in list(state.tasks.items()):
+                if process.endswith("/maint") and not task.done():
+                    task.cancel()
+                    self._nemesis_like(state.name, process, "maint_crash", None)
+        elif verb == "open":
+            assert state is not None
+            call, session = action.arg("call"), action.arg("session")
+            if state.alive and state.logic is not None:
+                self.spawn(state, state.logic.open_session(call, session), f"{state.name}/start:{call}/{session}")
+        elif verb == "request_close":
+            call, session = action.arg("call"), action.arg("session")
+            if state is None:
+                registry = SessionRegistry(self.client.view, node_id="client", ttl=self.scenario.ttl)
+                self._run_task(
+                    self.client, self.policy.request_close(registry, call, session), f"client/close:{session}"
+                )
+            elif state.alive and state.logic is not None and state.view is not None:
+                registry = SessionRegistry(state.view, node_id=state.name, ttl=self.scenario.ttl)
+                self.spawn(state, self.policy.request_close(registry, call, session), f"{state.name}/close:{session}")
+        elif verb in ("end_session", "leave"):
+            call, session = action.arg("call"), action.arg("session")
+            self.history.events.append(
+                (self.now_ns(), "client", "client/workload", OK, verb, _session_key(call, session), None, None)
+            )
+            owner = self._owner(session)
+            if owner is not None and owner.logic is not None:
+                if verb == "end_session":
+                    owner.logic.end_session(action.arg("session"))
+                else:
+                    owner.logic.leave(action.arg("session"))
+        else:  # pragma: no cover - Action.from_json and the Scenario verbs only make known verbs
+            raise ScenarioError(f"unknown verb {verb!r}")
+
+    def _run_task(self, state: NodeState, coro: Coroutine[Any, Any, None], process: str) -> None:
+        self.spawn(state, coro, process)
+
+
+def make_policy(name: str) -> Policy:
+    from sessionkv.sim.policies import POLICIES
+
+    if name not in POLICIES:
+        raise ScenarioError(f"unknown policy {name!r}; choose one of {', '.join(POLICIES)}")
+    return POLICIES[name]()

@@ -1,0 +1,620 @@
+"""Invariants: pure functions of the recorded history (and the scenario's settings), never checks inside the nodes.
+
+:class:`Analysis` reads the history once and derives the facts every invariant needs (session runs, node liveness
+and partitions, observer reads, acknowledged writes, close requests, losses by the store). Each invariant returns a
+:class:`Check`: ``holds``, ``violated`` (with the first offending events and an attribution: ``node`` logic, or the
+``store`` losing an acknowledged write) or ``unknown``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import itertools
+from collections.abc import Callable
+from typing import Any, Final
+
+from sessionkv.registry import CLOSE_REQUESTS_PREFIX, SESSIONS_PREFIX
+from sessionkv.sim.history import FAIL, INFO, INVOKE, OK, History
+from sessionkv.sim.model import Scenario
+
+__all__ = ["INVARIANTS", "Analysis", "Check", "Violation", "check_all"]
+
+EPSILON: Final = 0.002
+"""Seconds of tolerance on expiry deadlines (Redis keeps TTLs in whole milliseconds)."""
+
+
+@dataclasses.dataclass(slots=True)
+class Violation:
+    invariant: str
+    attribution: str
+    message: str
+    time: float
+    node: str | None
+    events: list[int]
+    expected: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Check:
+    name: str
+    status: str  # holds | violated | unknown
+    summary: str
+    violations: list[Violation] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(slots=True)
+class SessionRun:
+    key: str
+    call: str
+    node: str
+    start: float
+    start_index: int
+    stop: float | None = None
+    stop_index: int | None = None
+    reason: str | None = None
+    last_write: float | None = None  # completion time of the last write (ok or info) of its record by its node
+    acks: list[float] = dataclasses.field(default_factory=list)  # ok writes of its record by its node
+    idle_since: float | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class CloseRequest:
+    key: str  # the session key it is about
+    time: float
+    index: int
+    ttl: float
+
+
+@dataclasses.dataclass(slots=True)
+class Observation:
+    time: float
+    index: int
+    keys: frozenset[str]
+
+
+def _windows_contain(windows: list[tuple[float, float]], t: float) -> bool:
+    return any(start <= t < end for start, end in windows)
+
+
+class Analysis:
+    """The facts of one run, derived in one pass over the history."""
+
+    def __init__(self, history: History, scenario: Scenario) -> None:
+        self.history = history
+        self.scenario = scenario
+        self.end = scenario.duration
+        self.runs: list[SessionRun] = []
+        self.observations: list[Observation] = []
+        self.close_requests: list[CloseRequest] = []
+        self.counts: dict[str, int] = {}
+        self.operations = 0
+        self.alive: dict[str, list[tuple[float, float]]] = {n: [] for n in scenario.node_names}
+        self.cut: dict[str, list[tuple[float, float]]] = {n: [] for n in scenario.node_names}
+        self.faults: list[dict[str, Any]] = []
+        self.marks: list[dict[str, Any]] = []
+        self.samples: list[dict[str, Any]] = []
+        self.deletes: dict[str, list[tuple[float, int]]] = {}
+        self.starts_by_key: dict[str, list[float]] = {}
+        self.lost_writes: set[tuple[str, float]] = set()
+        self.lost_at: dict[str, list[float]] = {}
+        self.limit_rejects = 0
+        self.close_lost = 0
+        self._healthy: dict[str, list[bool]] = {}
+        self.max_latency = max(scenario.latency.high, 0.0)
+
+        running: dict[str, SessionRun] = {}
+        by_node: dict[str, dict[str, SessionRun]] = {n: {} for n in scenario.node_names}
+        alive_since: dict[str, float] = {}
+        cut_since: dict[str, float] = {}
+        open_faults: dict[tuple[str, str | None], dict[str, Any]] = {}
+        pending: dict[str, int] = {}
+        alive_until: dict[str, tuple[float, float]] = {}  # key -> (expected expiry, write invoke time)
+        idle: dict[str, float] = {}
+        events = history.events
+        counts = self.counts
+        for index, (t_ns, node, process, type_, f, key, value, _error) in enumerate(events):
+            t = t_ns / 1e9
+            counts[f] = counts.get(f, 0) + 1
+            if type_ == INVOKE:
+                pending[process] = index
+                if node != "observer":
+                    self.operations += 1
+                if f == "delete":
+                    for k in value:
+                        alive_until.pop(k, None)
+                continue
+            if process in pending and type_ in (OK, INFO, FAIL) and f in _STORE_FS and node != "observer":
+                invoke = events[pending.pop(process)]
+                if type_ == FAIL:
+                    continue
+                self._completion(t, index, invoke, type_, running, alive_until)
+                continue
+            if node == "observer":
+                if type_ == OK:
+                    self._observe(t, index, frozenset(value), by_node, alive_since, cut_since, alive_until)
+                continue
+            if key is None:
+                if node == "nemesis":
+                    self._nemesis(t, f, value, cut_since, open_faults)
+                elif f == "node_start":
+                    alive_since[node] = t
+                elif f in ("node_crash", "node_stop") and node in alive_since:
+                    self.alive[node].append((alive_since.pop(node), t))
+                continue
+            if f == "session_start":
+                run = SessionRun(key, str(value), node, t, index)
+                self.runs.append(run)
+                running[key] = run
+                by_node[node][key] = run
+                self.starts_by_key.setdefault(key, []).append(t)
+            elif f == "session_stop":
+                run_or_none = running.pop(key, None)
+                if run_or_none is not None:
+                    run_or_none.stop, run_or_none.stop_index, run_or_none.reason = t, index, str(value)
+                    by_node[run_or_none.node].pop(key, None)
+            elif f == "leave":
+                idle[key] = t
+                if key in running:
+                    running[key].idle_since = t
+            elif f == "limit_reject":
+                self.limit_rejects += 1
+        for node, since in alive_since.items():
+            self.alive[node].append((since, self.end + 1))
+        for node, since in cut_since.items():
+            self.cut[node].append((since, self.end + 1))
+        for fault in open_faults.values():
+            self.faults.append(fault)
+        self.faults.sort(key=lambda fault: (fault["start"], fault["kind"], str(fault["node"])))
+        self.observation_times = [obs.time for obs in self.observations]
+
+    # -- the pass ------------------------------------------------------------------------------------------------------
+
+    def _completion(
+        self,
+        t: float,
+        index: int,
+        invoke: Any,
+        type_: str,
+        running: dict[str, SessionRun],
+        alive_until: dict[str, tuple[float, float]],
+    ) -> None:
+        t_invoke = invoke[0] / 1e9
+        node, f, key, value = invoke[1], invoke[4], invoke[5], invoke[6]
+        if f == "set":
+            ttl, xx = value[0][1], value[1][1]
+            if key.startswith(CLOSE_REQUESTS_PREFIX):
+                session_key = SESSIONS_PREFIX + key[len(CLOSE_REQUESTS_PREFIX) :]
+                self.close_requests.append(CloseRequest(session_key, t, index, ttl))
+                return
+            self._wrote(key, node, t, t_invoke, ttl, type_, running, alive_until, conditional=xx)
+        elif f == "mset":
+            keys, ttl = value[0][1], value[1][1]
+            for k in keys:
+                self._wrote(k, node, t, t_invoke, ttl, type_, running, alive_until, conditional=False)
+        elif f == "delete" and type_ == OK:
+            for k in value:
+                self.deletes.setdefault(k, []).append((t, index))
+
+    def _wrote(
+        self,
+        key: str,
+        node: str,
+        t: float,
+        t_invoke: float,
+        ttl: float,
+        type_: str,
+        running: dict[str, SessionRun],
+        alive_until: dict[str, tuple[float, float]],
+        *,
+        conditional: bool,
+    ) -> None:
+        run = running.get(key)
+        if run is not None and run.node == node:
+            run.last_write = t
+            if type_ == OK:
+                run.acks.append(t)
+        if type_ == OK and (not conditional or key in alive_until):
+            alive_until[key] = (t_invoke + ttl, t_invoke)
+
+    def _observe(
+        self,
+        t: float,
+        index: int,
+        keys: frozenset[str],
+        by_node: dict[str, dict[str, SessionRun]],
+        alive_since: dict[str, float],
+        cut_since: dict[str, float],
+        alive_until: dict[str, tuple[float, float]],
+    ) -> None:
+        self.observations.append(Observation(t, index, keys))
+        for node, runs in by_node.items():
+            visible = 0
+            for key in runs:
+                if key in keys:
+                    visible += 1
+                else:
+                    expected = alive_until.get(key)
+                    if expected is not None and expected[0] > t + EPSILON:
+                        self.lost_writes.add((key, expected[1]))
+                        self.lost_at.setdefault(key, []).append(t)
+            self.samples.append({"t": round(t, 6), "node": node, "running": len(runs), "visible": visible})
+
+    def _nemesis(
+        self,
+        t: float,
+        f: str,
+        value: Any,
+        cut_since: dict[str, float],
+        open_faults: dict[tuple[str, str | None], dict[str, Any]],
+    ) -> None:
+        args = dict(value) if isinstance(value, tuple) else {}
+        node = str(args.get("node"))
+        if f == "partition":
+            cut_since[node] = t
+            open_faults[("partition", node)] = {"kind": "partition", "node": node, "start": t, "end": None}
+        elif f == "heal":
+            if node in cut_since:
+                self.cut[node].append((cut_since.pop(node), t))
+            fault = open_faults.pop(("partition", node), None)
+            if fault is not None:
+                fault["end"] = t
+                self.faults.append(fault)
+        elif f == "slow":
+            self.max_latency = max(self.max_latency, float(args.get("high", 0.0)))
+            open_faults[("slow", node)] = {"kind": "slow", "node": node, "start": t, "end": None}
+        elif f == "unslow":
+            fault = open_faults.pop(("slow", node), None)
+            if fault is not None:
+                fault["end"] = t
+                self.faults.append(fault)
+        else:
+            self.faults.append({"kind": f, "node": node, "start": t, "end": t})
+
+    # -- queries -----------------------------------------------------------------------------------------------------
+
+    def healthy(self, node: str, t: float) -> bool:
+        """Whether ``node`` runs and reaches the store at ``t``."""
+        return _windows_contain(self.alive[node], t) and not _windows_contain(self.cut[node], t)
+
+    def reachable_from(self, node: str, t: float) -> float | None:
+        """The first instant >= ``t`` at which ``node`` is healthy (``None`` if never before the end)."""
+        if self.healthy(node, t):
+            return t
+        candidates = [end for _, end in self.cut[node] if end > t] + [
+            start for start, _ in self.alive[node] if start > t
+        ]
+        for candidate in sorted(candidates):
+            if candidate <= self.end and self.healthy(node, candidate):
+                return candidate
+        return None
+
+    def healthy_flags(self, node: str) -> list[bool]:
+        """For each observation, whether ``node`` was healthy at its time (computed once per node)."""
+        flags = self._healthy.get(node)
+        if flags is None:
+            flags = self._healthy[node] = [self.healthy(node, obs.time) for obs in self.observations]
+        return flags
+
+    def observations_after(self, t: float) -> list[Observation]:
+        return self.observations[bisect.bisect_right(self.observation_times, t) :]
+
+    def happened(self, f: str) -> bool:
+        return self.counts.get(f, 0) > 0
+
+    def stopped(self, reason: str) -> int:
+        return sum(1 for run in self.runs if run.reason == reason)
+
+    def heartbeat_gaps(self) -> list[float]:
+        gaps: list[float] = []
+        for run in self.runs:
+            acks = run.acks
+            gaps.extend(round(b - a, 6) for a, b in itertools.pairwise(acks))
+        return gaps
+
+    def restarted_after(self, key: str, t: float) -> float | None:
+        for start in self.starts_by_key.get(key, ()):
+            if start > t:
+                return start
+        return None
+
+
+_STORE_FS: Final = frozenset({"set", "mset", "get", "mget", "expire", "keys", "delete"})
+
+
+# -- the invariants ---------------------------------------------------------------------------------------------------
+
+
+def crashed_node_sessions_expire(a: Analysis) -> Check:
+    """A crashed node's sessions are gone from the store within the TTL of their last write (acknowledged or not)."""
+    name = "crashed-node-sessions-expire"
+    crashed = [run for run in a.runs if run.reason == "node_crash"]
+    if not crashed:
+        return Check(name, "holds", "no node crashed while running sessions")
+    found: list[Violation] = []
+    checked = 0
+    for run in crashed:
+        assert run.stop is not None
+        written = run.last_write if run.last_write is not None else run.start
+        deadline = max(written, 0.0) + a.scenario.ttl + EPSILON
+        again = a.restarted_after(run.key, run.stop)
+        after = a.observations_after(deadline)
+        if after:
+            checked += 1
+        for obs in after:
+            if again is not None and obs.time >= again:
+                break
+            if run.key in obs.keys:
+                found.append(
+                    Violation(
+                        name,
+                        "node",
+                        f"{run.key} of crashed {run.node} still visible at t={obs.time:.3f}, "
+                        f"{obs.time - written:.3f}s after its last write (TTL {a.scenario.ttl}s)",
+                        obs.time,
+                        run.node,
+                        [run.stop_index or run.start_index, obs.index],
+                    )
+                )
+                break
+    if found:
+        return Check(name, "violated", f"{len(found)} session(s) of crashed nodes outlived their TTL", found)
+    if not checked:
+        return Check(name, "unknown", "the run ended before any crashed session's TTL ran out")
+    return Check(name, "holds", f"{len(crashed)} session(s) of crashed nodes expired within the TTL")
+
+
+def running_session_visible(a: Analysis) -> Check:
+    """A session running on a healthy, connected node is visible to the observer: invisible for more than the TTL is
+    a violation."""
+    name = "running-session-visible"
+    ttl = a.scenario.ttl
+    found: list[Violation] = []
+    observations = a.observations
+    for run in a.runs:
+        stop = run.stop if run.stop is not None else a.end + 1
+        stretch: float | None = None
+        start_index = run.start_index
+        healthy = a.healthy_flags(run.node)
+        key = run.key
+        for position in range(bisect.bisect_right(a.observation_times, run.start), len(observations)):
+            obs = observations[position]
+            if obs.time >= stop:
+                break
+            if key in obs.keys or not healthy[position]:
+                stretch = None
+                continue
+            if stretch is None:
+                stretch, start_index = obs.time, obs.index
+            elif obs.time - stretch > ttl:
+                lost = [t for t in a.lost_at.get(key, ()) if stretch - ttl <= t <= obs.time]
+                found.append(
+                    Violation(
+                        name,
+                        "store" if lost else "node",
+                        f"{key} runs on {run.node} (healthy, connected) but was invisible from "
+                        f"t={stretch:.3f} to t={obs.time:.3f} (> TTL {ttl}s)"
+                        + ("; the store lost its acknowledged record" if lost else ""),
+                        obs.time,
+                        run.node,
+                        [run.start_index, start_index, obs.index],
+                    )
+                )
+                break
+    if found:
+        return Check(name, "violated", f"{len(found)} running session(s) invisible for longer than the TTL", found)
+    if not a.runs:
+        return Check(name, "unknown", "no session ran")
+    return Check(name, "holds", f"all {len(a.runs)} session(s) visible while their node was healthy")
+
+
+def close_request_honoured(a: Analysis) -> Check:
+    """A close request for a running session closes it within one maintenance period plus store latency of the
+    moment its node is healthy; a flag that expires before that is counted as lost to the TTL."""
+    name = "close-request-honoured"
+    scenario = a.scenario
+    slack = scenario.maintenance_interval + 4 * a.max_latency + EPSILON
+    found: list[Violation] = []
+    considered = 0
+    a.close_lost = 0
+    runs_by_key: dict[str, list[SessionRun]] = {}
+    for run in a.runs:
+        runs_by_key.setdefault(run.key, []).append(run)
+    for request in a.close_requests:
+        match = next(
+            (
+                r
+                for r in runs_by_key.get(request.key, ())
+                if r.start <= request.time and (r.stop is None or r.stop > request.time)
+            ),
+            None,
+        )
+        if match is None:
+            continue
+        run = match
+        reachable = a.reachable_from(run.node, request.time)
+        if reachable is None:
+            continue
+        deadline = reachable + slack
+        if deadline > a.end:
+            continue
+        considered += 1
+        if run.stop is not None and run.stop <= deadline:
+            continue
+        if run.stop is not None and run.reason == "node_crash":
+            continue
+        lost = request.time + request.ttl < deadline
+        if lost:
+            a.close_lost += 1
+        found.append(
+            Violation(
+                name,
+                "node",
+                f"close of {run.key} requested at t={request.time:.3f}; {run.node} reachable from "
+                f"t={reachable:.3f} but the session still ran at t={deadline:.3f}"
+                + (f" (the flag expired after {request.ttl}s: lost to the TTL)" if lost else ""),
+                deadline,
+                run.node,
+                [request.index, run.start_index] + ([run.stop_index] if run.stop_index is not None else []),
+            )
+        )
+    if found:
+        return Check(name, "violated", f"{len(found)} of {considered} close request(s) not honoured in time", found)
+    if not considered:
+        return Check(name, "holds" if not a.close_requests else "unknown", "no close request for a running session")
+    return Check(name, "holds", f"{considered} close request(s) honoured within {slack:.3f}s of reachability")
+
+
+def removed_stays_removed(a: Analysis) -> Check:
+    """A session record deleted after its session stopped never comes back, unless the session is started again."""
+    name = "removed-stays-removed"
+    found: list[Violation] = []
+    for run in a.runs:
+        if run.stop is None:
+            continue
+        deletes = [d for d in a.deletes.get(run.key, ()) if d[0] >= run.stop]
+        if not deletes:
+            continue
+        deleted_at, delete_index = deletes[0]
+        again = a.restarted_after(run.key, deleted_at)
+        for obs in a.observations_after(deleted_at):
+            if again is not None and obs.time >= again:
+                break
+            if run.key in obs.keys:
+                found.append(
+                    Violation(
+                        name,
+                        "node",
+                        f"{run.key} was removed at t={deleted_at:.3f} and is back at t={obs.time:.3f} "
+                        "without being started again",
+                        obs.time,
+                        run.node,
+                        [run.stop_index or run.start_index, delete_index, obs.index],
+                    )
+                )
+                break
+    if found:
+        return Check(name, "violated", f"{len(found)} removed record(s) came back", found)
+    return Check(name, "holds", "no removed record came back")
+
+
+def per_call_limit(a: Analysis) -> Check:
+    """At no instant do more sessions of one call run than ``max_sessions_per_call``."""
+    name = "per-call-limit"
+    limit = a.scenario.max_sessions_per_call
+    if not limit:
+        return Check(name, "holds", "no per-call limit in this scenario")
+    moments: list[tuple[float, int, int, SessionRun]] = []
+    for run in a.runs:
+        moments.append((run.start, run.start_index, 1, run))
+        if run.stop is not None and run.stop_index is not None:
+            moments.append((run.stop, run.stop_index, -1, run))
+    moments.sort(key=lambda item: item[1])
+    live: dict[str, list[SessionRun]] = {}
+    found: list[Violation] = []
+    reported: set[str] = set()
+    for t, _, delta, run in moments:
+        group = live.setdefault(run.call, [])
+        if delta > 0:
+            group.append(run)
+            if len(group) > limit and run.call not in reported:
+                reported.add(run.call)
+                found.append(
+                    Violation(
+                        name,
+                        "node",
+                        f"call {run.call} runs {len(group)} sessions at t={t:.3f} (limit {limit}): "
+                        + ", ".join(f"{r.key} on {r.node}" for r in group),
+                        t,
+                        run.node,
+                        [r.start_index for r in group],
+                    )
+                )
+        else:
+            group.remove(run)
+    if found:
+        return Check(name, "violated", f"{len(found)} call(s) exceeded the limit of {limit}", found)
+    return Check(name, "holds", f"no call ever ran more than {limit} session(s)")
+
+
+def heartbeat_gaps(a: Analysis) -> Check:
+    """Between two acknowledged heartbeats of a session whose node stayed healthy, less than the TTL passes."""
+    name = "heartbeat-gaps"
+    ttl = a.scenario.ttl
+    found: list[Violation] = []
+    for run in a.runs:
+        for before, after in zip(run.acks, run.acks[1:], strict=False):
+            if (
+                after - before > ttl
+                and a.healthy(run.node, before)
+                and not any(start < after and end > before for start, end in a.cut[run.node])
+            ):
+                found.append(
+                    Violation(
+                        name,
+                        "node",
+                        f"{run.key} on {run.node}: {after - before:.3f}s between heartbeats at t={before:.3f} and "
+                        f"t={after:.3f} (TTL {ttl}s) while connected",
+                        after,
+                        run.node,
+                        [run.start_index],
+                    )
+                )
+                break
+    gaps = a.heartbeat_gaps()
+    longest = max(gaps, default=0.0)
+    if found:
+        return Check(name, "violated", f"{len(found)} session(s) had a heartbeat gap longer than the TTL", found)
+    if not gaps:
+        return Check(name, "unknown", "no session heartbeated twice")
+    return Check(name, "holds", f"{len(gaps)} gaps, longest {longest:.3f}s (TTL {ttl}s)")
+
+
+def session_limits_honoured(a: Analysis) -> Check:
+    """No session is closed for its maximum duration or idle timeout before that much time really passed."""
+    name = "session-limits-honoured"
+    scenario = a.scenario
+    found: list[Violation] = []
+    for run in a.runs:
+        if run.stop is None:
+            continue
+        if run.reason == "max_duration" and scenario.max_session_duration is not None:
+            lived, limit = run.stop - run.start, scenario.max_session_duration
+        elif run.reason == "idle_timeout" and run.idle_since is not None:
+            lived, limit = run.stop - run.idle_since, scenario.idle_timeout
+        else:
+            continue
+        if lived < limit - EPSILON:
+            found.append(
+                Violation(
+                    name,
+                    "node",
+                    f"{run.key} on {run.node} closed for {run.reason} after {lived:.3f}s (limit {limit}s)",
+                    run.stop,
+                    run.node,
+                    [run.start_index, run.stop_index or run.start_index],
+                )
+            )
+    if found:
+        return Check(name, "violated", f"{len(found)} session(s) closed before their limit", found)
+    return Check(name, "holds", "no session closed before its duration or idle limit")
+
+
+INVARIANTS: dict[str, Callable[[Analysis], Check]] = {
+    "crashed-node-sessions-expire": crashed_node_sessions_expire,
+    "running-session-visible": running_session_visible,
+    "close-request-honoured": close_request_honoured,
+    "removed-stays-removed": removed_stays_removed,
+    "per-call-limit": per_call_limit,
+    "heartbeat-gaps": heartbeat_gaps,
+    "session-limits-honoured": session_limits_honoured,
+}
+"""Every invariant by name, in report order."""
+
+
+def check_all(analysis: Analysis) -> list[Check]:
+    checks = [check(analysis) for check in INVARIANTS.values()]
+    for check in checks:
+        for violation in check.violations:
+            violation.expected = check.name in analysis.scenario.expected
+    return checks
