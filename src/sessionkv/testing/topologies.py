@@ -21,6 +21,7 @@ topology. Usable without pytest.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -203,6 +204,15 @@ def _quicken(sentinel: RedisServer) -> None:
     as a healthy replica. Older servers lack the command and keep their defaults (the topology is then slower)."""
     with contextlib.suppress(redis.ResponseError):
         _command(sentinel, "SENTINEL", "DEBUG", *_SENTINEL_PERIODS)
+
+
+def _caught_up(primary: RedisServer, replicas: list[RedisServer]) -> bool | None:
+    """True when every replica has applied the primary's whole replication stream so far, else None."""
+    offset = int(_info(primary, "replication").get("master_repl_offset", -1))
+    for replica in replicas:
+        if int(_info(replica, "replication").get("slave_repl_offset", -2)) < offset:
+            return None
+    return True
 
 
 def _replica_args(primary: RedisServer) -> tuple[str, ...]:
@@ -488,6 +498,14 @@ class RedisClusterTopology:
             return True if last[0] is None else None
 
         _wait("the cluster to be ready", probe, timeout or self.startup_timeout, describe=lambda: f"last: {last[0]}")
+
+    def wait_replicated(self, timeout: float | None = None) -> None:
+        """Wait until every replica has applied everything its primary has written so far (so a failover now loses
+        nothing written before the call)."""
+        for primary in self.primaries():
+            replicas = self.replicas_of(primary)
+            probe = functools.partial(_caught_up, primary, replicas)
+            _wait(f"the replicas of {primary.port} to catch up", probe, timeout or 30)
 
     # -- faults ------------------------------------------------------------------------------------------------------
 
@@ -787,9 +805,16 @@ class RedisSentinelTopology:
             "the Sentinel topology to be ready", probe, timeout or self.startup_timeout, describe=lambda: str(last[0])
         )
 
+    def wait_replicated(self, timeout: float | None = None) -> None:
+        """Wait until the replica has applied everything the primary has written so far."""
+        primary = self.primary()
+        replicas = [self.replica()]
+        _wait("the replica to catch up", lambda: _caught_up(primary, replicas), timeout or 30)
+
     # -- faults ------------------------------------------------------------------------------------------------------
 
     def kill(self, server: RedisServer) -> None:
+        """SIGKILL ``server`` (a crash); for the primary, the Sentinels promote the replica after down-after."""
         server.kill()
 
     def pause(self, server: RedisServer) -> None:
