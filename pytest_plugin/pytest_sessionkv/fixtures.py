@@ -38,6 +38,8 @@ _BACKEND_FIXTURES = {
     "fakeredis": "sessionkv_fakeredis_store",
     "redis": "sessionkv_redis_store",
     "custom": "sessionkv_custom_store",
+    "redis_cluster": "sessionkv_redis_cluster_store",  # opt-in (seconds to start): pytest_sessionkv.topologies
+    "redis_sentinel": "sessionkv_redis_sentinel_store",
 }
 
 

@@ -9,7 +9,7 @@ import pytest
 
 __all__ = ["Options", "Settings"]
 
-KNOWN_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom")
+KNOWN_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom", "redis_cluster", "redis_sentinel")
 
 
 @dataclass(frozen=True)

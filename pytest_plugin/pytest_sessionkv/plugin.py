@@ -23,7 +23,7 @@ from pytest_sessionkv.redis import RedisHandle, describe_server, start_redis
 __all__ = ["sessionkv_custom_store_factory", "sessionkv_namespace", "sessionkv_redis_server"]
 
 TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
-ALL_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom")
+ALL_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom", "redis_cluster", "redis_sentinel")
 StoreFactory = Callable[[], Any]
 """Returns a fresh, not yet started object with the SessionKVStore API (sync callable)."""
 
@@ -45,6 +45,7 @@ pytest_plugins = (
     if _HAS_PYTEST_ASYNCIO
     else ["pytest_sessionkv.fallback"]
 )
+pytest_plugins = [*pytest_plugins, "pytest_sessionkv.topologies"]  # Redis Cluster / Sentinel; guards its own async part
 
 
 # -- options and markers -------------------------------------------------------------------------------------------

@@ -157,3 +157,135 @@ def redis_indexed() -> RedisSessionKVStore:
 
 redis.unavailable = redis_store_factory("redis://127.0.0.1:1/0").unavailable  # type: ignore[attr-defined]
 redis_indexed.unavailable = redis_store_factory("redis://127.0.0.1:1/0", indexed=True).unavailable  # type: ignore[attr-defined]
+
+
+# -- Redis Cluster and Sentinel (real topologies, started on first use, stopped at exit) -------------------------------
+
+_TOPOLOGIES: dict[str, Any] = {}
+
+
+def _topology(kind: str) -> Any:
+    """The process's one cluster or Sentinel topology, started on first use and stopped at exit."""
+    with _SERVER_LOCK:
+        if kind not in _TOPOLOGIES:
+            import atexit
+
+            from sessionkv.testing.topologies import RedisClusterTopology, RedisSentinelTopology
+
+            topology = (RedisClusterTopology if kind == "cluster" else RedisSentinelTopology)().start()
+            atexit.register(topology.stop)
+            _TOPOLOGIES[kind] = topology
+        return _TOPOLOGIES[kind]
+
+
+class _CleanOnClose:
+    """Mixin: on its first close, the store deletes every key under its private prefix (through its own API)."""
+
+    _cleaned = False
+
+    async def close(self) -> None:
+        if not self._cleaned:
+            self._cleaned = True
+            with contextlib.suppress(Exception):
+                store: Any = self
+                await store.delete(await store.keys(""))
+        await super().close()  # type: ignore[misc]
+
+
+def _closed_port() -> int:
+    from urllib.parse import urlsplit
+
+    return int(urlsplit(_closed_port_url()).port or 1)
+
+
+def _cluster_class() -> Any:
+    from sessionkv.redis_cluster import RedisClusterSessionKVStore
+
+    return type("_CleaningClusterStore", (_CleanOnClose, RedisClusterSessionKVStore), {})
+
+
+def _sentinel_class() -> Any:
+    from sessionkv.redis_sentinel import RedisSentinelSessionKVStore
+
+    return type("_CleaningSentinelStore", (_CleanOnClose, RedisSentinelSessionKVStore), {})
+
+
+def redis_cluster_store_factory(startup_nodes: list[tuple[str, int]], *, hash_tag: str | None = None) -> Any:
+    """A factory of ``RedisClusterSessionKVStore(startup_nodes=..., hash_tag=...)`` with a fresh key prefix per store
+    (``unavailable``: the same store pointed at a closed port)."""
+    store_class = _cluster_class()
+
+    def make() -> Any:
+        return store_class(startup_nodes=startup_nodes, key_prefix=_prefix(), hash_tag=hash_tag)
+
+    def unreachable() -> Any:
+        store = store_class(
+            startup_nodes=[("127.0.0.1", _closed_port())], key_prefix=_prefix(), operation_timeout=UNREACHABLE_TIMEOUT
+        )
+        store._cleaned = True
+        return store
+
+    make.unavailable = unreachable  # type: ignore[attr-defined]
+    make.__qualname__ = f"redis_cluster_store_factory({startup_nodes[:1]!r}..., hash_tag={hash_tag!r})"
+    return make
+
+
+def redis_sentinel_store_factory(sentinels: list[tuple[str, int]], service_name: str) -> Any:
+    """A factory of ``RedisSentinelSessionKVStore`` on the given Sentinels, a fresh key prefix per store
+    (``unavailable``: the same store told of a Sentinel on a closed port)."""
+    store_class = _sentinel_class()
+
+    def make() -> Any:
+        return store_class(sentinels=sentinels, service_name=service_name, key_prefix=_prefix())
+
+    def unreachable() -> Any:
+        store = store_class(
+            sentinels=[("127.0.0.1", _closed_port())],
+            service_name=service_name,
+            key_prefix=_prefix(),
+            operation_timeout=UNREACHABLE_TIMEOUT,
+        )
+        store._cleaned = True
+        return store
+
+    make.unavailable = unreachable  # type: ignore[attr-defined]
+    make.__qualname__ = f"redis_sentinel_store_factory({sentinels[:1]!r}..., {service_name!r})"
+    return make
+
+
+def redis_cluster() -> Any:
+    """A ``RedisClusterSessionKVStore`` (default, sharded layout) on a real local Redis Cluster (3 primaries, 3
+    replicas), started on first use. Declares G07's atomicity across slots unsupported (see the store)."""
+    return redis_cluster_store_factory(_topology("cluster").startup_nodes)()
+
+
+def redis_cluster_hash_tag() -> Any:
+    """A ``RedisClusterSessionKVStore`` in the hash-tag layout (every key in one slot) on the local Redis Cluster."""
+    return redis_cluster_store_factory(_topology("cluster").startup_nodes, hash_tag="certify")()
+
+
+def redis_sentinel() -> Any:
+    """A ``RedisSentinelSessionKVStore`` on a real local Sentinel topology (1 primary, 1 replica, 3 Sentinels)."""
+    topology = _topology("sentinel")
+    return redis_sentinel_store_factory(topology.sentinel_addresses, topology.service_name)()
+
+
+def _unreachable_cluster() -> Any:
+    return redis_cluster_store_factory([("127.0.0.1", 1)]).unavailable()
+
+
+def _unreachable_sentinel() -> Any:
+    return redis_sentinel_store_factory([("127.0.0.1", 1)], "sessionkv").unavailable()
+
+
+redis_cluster.unavailable = _unreachable_cluster  # type: ignore[attr-defined]
+redis_cluster_hash_tag.unavailable = _unreachable_cluster  # type: ignore[attr-defined]
+redis_sentinel.unavailable = _unreachable_sentinel  # type: ignore[attr-defined]
+
+__all__ += [
+    "redis_cluster",
+    "redis_cluster_hash_tag",
+    "redis_cluster_store_factory",
+    "redis_sentinel",
+    "redis_sentinel_store_factory",
+]

@@ -335,7 +335,7 @@ async def prepare_backend(
     """Call ``factory`` once to check it returns a store (and learn its granularity); start and close that store.
 
     Declarations come from the arguments, else from attributes of the factory (``unsupported``, ``unavailable``,
-    ``follows_wall_clock``), else from attributes of the store class (``certify_unsupported``).
+    ``follows_wall_clock``), else from the store (``certify_unsupported``, a class attribute or set per instance).
     """
     shown = str(name or getattr(factory, "__qualname__", None) or repr(factory))
     uses_clock = accepts_clock(factory)
@@ -360,7 +360,7 @@ async def prepare_backend(
         raise TargetError(
             f"the store from {shown}() failed to start or close: {type(exc).__name__}: {exc}; is its backend running?"
         ) from exc
-    declared: dict[str, str] = dict(getattr(type(store), "certify_unsupported", {}) or {})
+    declared: dict[str, str] = dict(getattr(store, "certify_unsupported", {}) or {})  # an instance may differ
     declared.update(getattr(factory, "unsupported", {}) or {})
     declared.update(unsupported or {})
     return Backend(

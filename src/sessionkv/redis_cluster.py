@@ -1,0 +1,462 @@
+"""``RedisClusterSessionKVStore``: the shared store on a Redis Cluster.
+
+Same wire format as :class:`~sessionkv.redis_store.RedisSessionKVStore` (and vision-agents): the value of ``key`` is a
+plain Redis string at ``key_prefix + key`` with a millisecond TTL, so both stores, and vision-agents nodes, read each
+other's keys on the same cluster. Operations:
+
+* ``set``/``get``/``expire`` of one key: one command, routed by the client to the primary of the key's hash slot.
+* Batches (``mset``, ``mget``, ``expire`` and ``delete`` of several keys) are grouped by hash slot: one command per
+  slot (``MGET``, ``UNLINK``, or a small Lua script that writes the slot's keys in one atomic step), all slots'
+  commands pipelined, one round trip per primary. Within a slot a batch is atomic; **across slots it is not**: a
+  concurrent reader can see part of an ``mset`` (G07's atomicity, declared in :attr:`certify_unsupported` so that
+  certification reports it as declared rather than failed). Every item is still applied as ``set`` would, the last
+  duplicate wins, and an invalid batch writes nothing (validated before any I/O).
+* ``keys(prefix)``: ``SCAN MATCH`` on every primary (concurrently), with the same literal-prefix escaping as the
+  single-server store; a key reported twice (SCAN may repeat, and a slot that moves during the call can be seen on
+  two nodes) is listed once. Not atomic against concurrent writers, as on one server.
+
+Hash-tag layout (opt-in, ``hash_tag="..."``): keys live at ``key_prefix + "{" + hash_tag + "}" + key``, so every key
+of the store is in one slot. Then every batch is one atomic command (G07 holds in full) and ``keys()`` scans one
+primary; the price is that the store's whole data set and load sit on one primary (no sharding for this store), and
+the wire format differs from vision-agents', whose nodes would not see these keys.
+
+Failover: transient errors (connection lost or refused, timeouts, ``CLUSTERDOWN``, ``MASTERDOWN``, ``TRYAGAIN``,
+``LOADING``, a slot map that no node can serve, a ``MOVED`` storm that exhausts redis-py's redirections) make the
+store re-read the slot map. Reads (``get``, ``mget``, ``keys``, ``start``'s ``PING``) are then retried until the
+deadline ``operation_timeout`` (backoff from 10 ms doubling to 250 ms), which spans a failover (detection takes
+``cluster-node-timeout``, the election about as long again). Writes are never replayed: a write that failed after it
+was sent may have been applied, so it raises :class:`~sessionkv.errors.StoreUnavailableError` and the next call goes
+to the refreshed map. ``MOVED``/``ASK`` redirections are followed by redis-py; they are not replays (the node refused
+the command). The client the store creates has redis-py's own retries off (``Retry(NoBackoff(), 0)``); a client you
+pass keeps its own settings, and redis-py's default re-sends writes after connection errors.
+
+Asynchronous replication: a write acknowledged by a primary that dies before its replica received it is lost when
+the replica is promoted (the Redis Cluster specification's stated window). The store cannot prevent that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final, TypeVar, cast
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sessionkv._glob import glob_escape
+from sessionkv.errors import CorruptRecordError, StoreUnavailableError
+from sessionkv.redis_store import DEFAULT_KEY_PREFIX, DEFAULT_SCAN_COUNT, _check_count, _check_url
+from sessionkv.store import (
+    SessionKVStore,
+    check_expire_keys,
+    check_items,
+    check_key,
+    check_keys,
+    check_prefix,
+    check_seconds,
+    check_ttl_ns,
+    check_value,
+    ns_to_ms_ceil,
+)
+
+__all__ = ["MSET_ACROSS_SLOTS", "RedisClusterSessionKVStore"]
+
+T = TypeVar("T")
+
+_BACKOFF_FIRST_S: Final = 0.01
+_BACKOFF_MAX_S: Final = 0.25
+
+MSET_ACROSS_SLOTS: Final = (
+    "on Redis Cluster an mset spanning several hash slots is applied slot by slot (atomic within each slot, not "
+    "across them), so a concurrent reader may see part of it; use hash_tag= to keep a store's keys in one slot"
+)
+"""Why G07's atomicity check does not apply to the default (sharded) layout; shown by certification."""
+
+# KEYS = the slot's keys; ARGV = (value, ttl ms) per key. One atomic step per slot.
+_LUA_SET_MANY: Final = """
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[2 * i - 1], 'PX', ARGV[2 * i])
+end
+return #KEYS
+"""
+# KEYS = the slot's keys; ARGV[1] = ttl ms. PEXPIRE never creates a key: missing or expired keys stay missing.
+_LUA_PEXPIRE_MANY: Final = """
+for _, key in ipairs(KEYS) do
+  redis.call('PEXPIRE', key, ARGV[1])
+end
+return #KEYS
+"""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """True for errors after which the same read may succeed once the cluster (or the client's map) has moved on."""
+    if isinstance(exc, (AuthenticationError, AuthorizationError)):
+        return False
+    if isinstance(
+        exc,
+        (
+            RedisConnectionError,  # includes BusyLoadingError (LOADING)
+            RedisTimeoutError,
+            ClusterDownError,  # CLUSTERDOWN, and MASTERDOWN (a subclass)
+            TryAgainError,
+            ReadOnlyError,
+            SlotNotCoveredError,
+        ),
+    ):
+        return True
+    if type(exc) is ClusterError:  # redis-py's "TTL exhausted": too many MOVED/ASK/TRYAGAIN in a row
+        return True
+    if isinstance(exc, RedisClusterException):  # no startup node reachable, or the slots not covered yet
+        return str(exc).startswith(("Redis Cluster cannot be connected", "All slots are not covered"))
+    return isinstance(exc, ResponseError) and str(exc).startswith(("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN"))
+
+
+def _hash_tag_head(key_prefix: str, hash_tag: str | None) -> bytes:
+    """The bytes in front of every key: ``key_prefix`` (plus ``{hash_tag}`` in the hash-tag layout)."""
+    if hash_tag is None:
+        return key_prefix.encode()
+    hash_tag = check_key(hash_tag, what="hash_tag")
+    if not hash_tag or "}" in hash_tag:
+        raise ValueError(f"hash_tag must be a non-empty str without '}}', got {hash_tag!r}")
+    head = f"{key_prefix}{{{hash_tag}}}".encode()
+    # Redis hashes only what lies between the first '{' and the next '}' (when not empty); that span must end inside
+    # the head, or keys would hash on part of themselves and land in different slots
+    start = head.index(b"{")
+    end = head.find(b"}", start + 1)
+    if end == -1 or end == start + 1:
+        raise ValueError(
+            f"key_prefix {key_prefix!r} contains '{{' so the hash tag would not decide the slot; "
+            "remove '{' and '}' from key_prefix when using hash_tag"
+        )
+    return head
+
+
+class RedisClusterSessionKVStore(SessionKVStore):
+    """A TTL key-value store on a Redis Cluster, sharing the wire format of :class:`RedisSessionKVStore`.
+
+    Pass exactly one of ``client`` (a ``redis.asyncio.cluster.RedisCluster`` created with ``decode_responses=False``;
+    you own it), ``url`` (``redis://host:port`` of any node) or ``startup_nodes`` (``(host, port)`` pairs); with
+    ``url``/``startup_nodes`` the store owns its client and closes it in :meth:`close`. Honours G01-G16 of
+    :mod:`sessionkv.store` (to 1 ms, G06) except G07's atomicity across hash slots in the default layout, and
+    ``keys()`` is not atomic against concurrent writes; ``hash_tag`` restores G07 in full (see the module docstring,
+    which also states the retry and failover rules).
+    """
+
+    expiry_granularity_ns = 1_000_000
+    certify_unsupported: Mapping[str, str] = MappingProxyType(
+        {"G07_mset_is_atomic_to_concurrent_readers": MSET_ACROSS_SLOTS}
+    )
+    """Declared for certification (check name -> reason); empty on an instance using the hash-tag layout."""
+
+    def __init__(
+        self,
+        *,
+        client: RedisCluster | None = None,
+        url: str | None = None,
+        startup_nodes: Sequence[tuple[str, int]] | None = None,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        hash_tag: str | None = None,
+        operation_timeout: float = 5.0,
+        scan_count: int = DEFAULT_SCAN_COUNT,
+    ) -> None:
+        given = [name for name, value in (("client", client), ("url", url), ("startup_nodes", startup_nodes)) if value]
+        if len(given) != 1:
+            raise ValueError(
+                "pass exactly one of client= (a redis.asyncio.cluster.RedisCluster, you own it), url= "
+                f"('redis://host:port' of any node) or startup_nodes= ([(host, port), ...]); got {given or 'none'}"
+            )
+        self.key_prefix = check_key(key_prefix, what="key_prefix")
+        self.hash_tag = hash_tag
+        self._head = _hash_tag_head(self.key_prefix, hash_tag)
+        self.operation_timeout = check_seconds("operation_timeout", operation_timeout)
+        self.scan_count = _check_count("scan_count", scan_count, minimum=1)
+        if hash_tag is not None:
+            self.certify_unsupported = MappingProxyType({})  # one slot: every batch is one atomic command
+        timeouts = {"socket_timeout": self.operation_timeout, "socket_connect_timeout": self.operation_timeout}
+        no_replay = Retry(NoBackoff(), 0)  # redis-py must never re-send a write: see the module docstring
+        if client is not None:
+            if not isinstance(client, RedisCluster):
+                raise TypeError(
+                    f"client must be a redis.asyncio.cluster.RedisCluster, got {type(client).__module__}."
+                    f"{type(client).__name__}; for one server or a Sentinel-managed primary use RedisSessionKVStore"
+                )
+            if client.get_connection_kwargs().get("decode_responses"):
+                raise ValueError("client must be created with decode_responses=False: values are bytes")
+            self._client = client
+            self._owns_client = False
+        elif url is not None:
+            self._client = RedisCluster.from_url(_check_url(url), retry=no_replay, **timeouts)
+            self._owns_client = True
+        else:
+            nodes = _check_startup_nodes(startup_nodes)
+            self._client = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+                retry=no_replay,
+                socket_timeout=self.operation_timeout,
+                socket_connect_timeout=self.operation_timeout,
+            )
+            self._owns_client = True
+        self.address = "redis-cluster://" + ",".join(
+            f"{node.host}:{node.port}" for node in self._client.nodes_manager.startup_nodes.values()
+        )
+        self._closed = False
+        self._stale_map = False
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(address={self.address!r}, key_prefix={self.key_prefix!r}, "
+            f"hash_tag={self.hash_tag!r}, owns_client={self._owns_client!r})"
+        )
+
+    @property
+    def client(self) -> RedisCluster:
+        """The underlying ``redis.asyncio.cluster.RedisCluster`` client."""
+        return self._client
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Discover the cluster and check that every primary answers ``PING`` (within the deadline)."""
+
+        async def ping() -> None:
+            await self._client.initialize()
+            await asyncio.gather(*(node.execute_command("PING") for node in self._client.get_primaries()))
+
+        await self._run("start", ping, retry=True)
+
+    async def close(self) -> None:
+        """Close the client if the store created it; a borrowed client stays open. Idempotent."""
+        if self._owns_client and not self._closed:
+            self._closed = True
+            await self._client.aclose()
+
+    # -- the contract ----------------------------------------------------------------------------------------------
+
+    def _full(self, key: str) -> bytes:
+        return self._head + key.encode()
+
+    async def set(self, key: str, value: bytes, ttl: float, *, only_if_exists: bool = False) -> None:
+        full = self._full(check_key(key))
+        data = check_value(value)
+        ttl_ms = ns_to_ms_ceil(check_ttl_ns(ttl))
+        await self._run("set", lambda: self._client.set(full, data, px=ttl_ms, xx=only_if_exists), retry=False)
+
+    async def get(self, key: str) -> bytes | None:
+        key = check_key(key)
+        full = self._full(key)
+
+        async def fetch() -> bytes | None:
+            return cast("bytes | None", await self._client.get(full))
+
+        try:
+            return await self._run("get", fetch, retry=True)
+        except StoreUnavailableError as exc:
+            if isinstance(exc.cause, ResponseError) and "WRONGTYPE" in str(exc.cause):
+                raise CorruptRecordError(key, "it holds a Redis value that is not a string") from exc.cause
+            raise
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        wanted = check_keys(keys)
+        if not wanted:
+            return []
+        full = [self._full(key) for key in wanted]
+        groups = _by_slot(dict.fromkeys(full))
+
+        async def fetch() -> list[bytes | None]:
+            pipe = self._client.pipeline(transaction=False)
+            for group in groups:
+                pipe.execute_command("MGET", *group)
+            found: dict[bytes, bytes | None] = {}
+            for group, values in zip(groups, await pipe.execute(), strict=True):
+                found.update(zip(group, values, strict=True))
+            return [found[k] for k in full]
+
+        return await self._run("mget", fetch, retry=True)
+
+    async def mset(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        checked = check_items(items)
+        if not checked:
+            return
+        latest = {self._full(key): (data, ns_to_ms_ceil(ttl_ns)) for key, data, ttl_ns in checked}  # last one wins
+
+        async def write() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for group in _by_slot(latest):
+                if len(group) == 1:
+                    data, ttl_ms = latest[group[0]]
+                    pipe.execute_command("SET", group[0], data, "PX", ttl_ms)
+                else:
+                    args = [arg for k in group for arg in latest[k]]
+                    pipe.execute_command("EVAL", _LUA_SET_MANY, len(group), *group, *args)
+            await pipe.execute()
+
+        await self._run("mset", write, retry=False)
+
+    async def expire(self, *keys: str, ttl: float) -> None:
+        wanted = check_expire_keys(keys)
+        ttl_ms = ns_to_ms_ceil(check_ttl_ns(ttl))
+        if not wanted:
+            return
+        groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
+
+        async def write() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for group in groups:
+                if len(group) == 1:
+                    pipe.execute_command("PEXPIRE", group[0], ttl_ms)
+                else:
+                    pipe.execute_command("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms)
+            await pipe.execute()
+
+        await self._run("expire", write, retry=False)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        wanted = check_keys(keys)
+        if not wanted:
+            return
+        groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
+
+        async def write() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for group in groups:
+                pipe.execute_command("UNLINK", *group)
+            await pipe.execute()
+
+        await self._run("delete", write, retry=False)
+
+    async def keys(self, prefix: str) -> list[str]:
+        prefix = check_prefix(prefix)
+        pattern = glob_escape(self._head.decode()).encode() + glob_escape(prefix).encode() + b"*"
+        strip = len(self._head)
+
+        async def scan_node(node: ClusterNode) -> list[bytes]:
+            found: list[bytes] = []
+            cursor = 0
+            while True:
+                cursor, page = await node.execute_command("SCAN", cursor, "MATCH", pattern, "COUNT", self.scan_count)
+                found += page
+                if cursor == 0:
+                    return found
+
+        async def scan_all() -> list[str]:
+            client = self._client
+            await client.initialize()
+            if self.hash_tag is not None:
+                owner = client.nodes_manager.get_node_from_slot(key_slot(self._head))
+                nodes = [owner]
+            else:
+                nodes = client.get_primaries()
+            listed: dict[str, None] = {}  # a key seen twice (SCAN repeats, a slot seen on two nodes) is listed once
+            for page in await asyncio.gather(*(scan_node(node) for node in nodes)):
+                for raw in page:
+                    try:
+                        listed[raw[strip:].decode()] = None
+                    except UnicodeDecodeError:
+                        continue  # not UTF-8, so not a key any store of ours wrote
+            return list(listed)
+
+        return await self._run("keys", scan_all, retry=True)
+
+    # -- execution, deadline, retries and error translation --------------------------------------------------------
+
+    async def _refresh_map(self) -> None:
+        """Re-read the slot map (after a failover the old primary's slots belong to a promoted replica)."""
+        self._stale_map = False
+        try:
+            await self._client.nodes_manager.initialize()
+        except (RedisError, RedisClusterException, OSError):
+            self._stale_map = True  # no node answered: try again before the next call
+
+    async def _run(self, operation: str, call: Callable[[], Awaitable[T]], *, retry: bool) -> T:
+        """Run ``call`` within the operation deadline; reads are retried on transient errors until the deadline,
+        writes never. Every backend failure becomes StoreUnavailableError."""
+        if self._closed:
+            raise RuntimeError(f"{operation}() on a closed {type(self).__name__} ({self.address}); create a new store")
+        last: BaseException | None = None
+        try:
+            async with asyncio.timeout(self.operation_timeout):
+                backoff = _BACKOFF_FIRST_S
+                while True:
+                    if self._stale_map:
+                        await self._refresh_map()
+                    try:
+                        return await call()
+                    except (RedisError, RedisClusterException, OSError) as exc:
+                        last = exc
+                        if not _is_transient(exc):
+                            raise
+                        self._stale_map = True
+                        if not retry:
+                            raise
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+        except TimeoutError as exc:  # the deadline
+            detail = f"; last error: {type(last).__name__}: {last}" if last is not None else ""
+            raise StoreUnavailableError(
+                f"{operation} failed: Redis Cluster at {self.address} did not answer within operation_timeout="
+                f"{self.operation_timeout} s{detail}; check that the cluster is up (a failover takes about two "
+                "cluster-node-timeouts) or raise operation_timeout",
+                cause=last if last is not None else exc,
+                operation=operation,
+            ) from (last if last is not None else exc)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            raise StoreUnavailableError(self._describe(operation, exc), cause=exc, operation=operation) from exc
+
+    def _describe(self, operation: str, exc: BaseException) -> str:
+        if isinstance(exc, (AuthenticationError, AuthorizationError)):
+            advice = "check the username and password given to the client"
+        elif isinstance(exc, BusyLoadingError):
+            advice = "a node is loading its dataset; retry when it has finished"
+        elif _is_transient(exc):
+            advice = (
+                "the cluster cannot serve this right now (a node is down or a failover is under way); a write may "
+                "or may not have been applied, and is not retried"
+            )
+        else:
+            advice = "the cluster rejected the command"
+        return f"{operation} failed: Redis Cluster at {self.address}: {type(exc).__name__}: {exc}; {advice}"
+
+
+def _by_slot(keys: dict[bytes, Any]) -> list[list[bytes]]:
+    """``keys`` (distinct, in order) grouped by hash slot: one list per slot, in first-seen order."""
+    groups: dict[int, list[bytes]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key), []).append(key)
+    return list(groups.values())
+
+
+def _check_startup_nodes(nodes: object) -> list[tuple[str, int]]:
+    if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence) or not nodes:
+        raise TypeError(f"startup_nodes must be a non-empty list of (host, port) pairs, got {nodes!r}")
+    checked = []
+    for index, node in enumerate(nodes):
+        if not (
+            isinstance(node, (tuple, list))
+            and len(node) == 2
+            and isinstance(node[0], str)
+            and isinstance(node[1], int)
+            and not isinstance(node[1], bool)
+        ):
+            raise TypeError(f"startup_nodes[{index}] must be a (host: str, port: int) pair, got {node!r}")
+        if not 0 < node[1] < 65536:
+            raise ValueError(f"startup_nodes[{index}] has port {node[1]}, outside 1-65535")
+        checked.append((node[0], node[1]))
+    return checked
