@@ -179,8 +179,16 @@ async def test_start_is_idempotent_and_the_store_works_after_close() -> None:
     await store.set("k", b"v", 60)
     await store.close()
     await store.close()
+    # decided: close() releases nothing the operations need, so the store keeps working (as vision-agents' does),
+    # unlike a RedisSessionKVStore that closed its own client (StoreClosedError)
     assert await store.get("k") == b"v"
-    assert "stored_keys=1" in repr(store)
+    await store.set("k2", b"w", 60)
+    assert sorted(await store.keys("k")) == ["k", "k2"]
+    assert "stored_keys=2" in repr(store)
+    await store.start()  # and start() after close() runs the sweep again
+    assert store._sweeper is not None
+    assert not store._sweeper.done()
+    await store.close()
 
 
 @pytest.mark.asyncio
