@@ -380,7 +380,7 @@ def test_an_unreachable_redis_url_gives_one_short_error_per_test(pytester: pytes
         result = run(pytester, f"--sessionkv-redis-url=redis://:secret@127.0.0.1:{port}/0", "-o", "asyncio_mode=strict")
     errors = [line for line in result.outlines if line.startswith("sessionkv: --sessionkv-redis-url")]
     assert errors, result.stdout.str()
-    assert all(f"redis://127.0.0.1:{port}/0 does not answer PING" in line for line in errors)
+    assert all(f"redis://***@127.0.0.1:{port}/0 does not answer PING" in line for line in errors)
     assert result.parseoutcomes()["errors"] == len(errors)  # exactly one message per test that needed Redis
     text = result.stdout.str()
     assert "secret" not in text
