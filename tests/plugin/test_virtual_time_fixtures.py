@@ -5,7 +5,9 @@ entry point), on every backend of ``sessionkv_store``, ``[custom]`` included thr
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,42 @@ async def test_registry_timestamps_follow_virtual_time_on_every_backend(
     stored = await made.get("call", "s1")
     assert stored is not None
     assert (stored.started_at, stored.metrics_updated_at) == (EPOCH, EPOCH + 0.25)
+
+
+STORE_FIXTURES = [
+    "sessionkv_memory_store",
+    "sessionkv_virtual_store",
+    "sessionkv_fakeredis_store",
+    "sessionkv_redis_store",
+    "sessionkv_proxied_redis_store",
+    "sessionkv_custom_store",
+]
+
+
+@pytest.fixture(params=STORE_FIXTURES)
+def any_store_fixture(request: pytest.FixtureRequest) -> Any:
+    """Each store fixture of the plugin by name (a plain fixture: pytest-asyncio runs the async one on the test's
+    loop, as ``sessionkv_store`` does)."""
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.asyncio
+@pytest.mark.sessionkv_virtual_time(epoch=EPOCH)
+async def test_a_registry_over_any_store_fixture_stamps_virtual_time(any_store_fixture: SessionKVStore) -> None:
+    registry = SessionRegistry(any_store_fixture, node_id="n1", ttl=30)
+    await asyncio.sleep(0.125)  # short: real connections make virtual time wait in real time
+    info = await registry.register("call", "s1")
+    assert (info.started_at, time.time()) == (EPOCH + 0.125, EPOCH + 0.125)
+    assert await registry.get("call", "s1") == info
+
+
+@pytest.mark.asyncio
+@pytest.mark.sessionkv_virtual_time(patch_wall_clock=False)
+async def test_without_the_wall_clock_patch_the_clock_is_still_current(sessionkv_clock: VirtualClock) -> None:
+    registry = SessionRegistry(node_id="n1", ttl=30)
+    assert registry.clock is sessionkv_clock
+    assert time.time() != DEFAULT_EPOCH  # the wall clock is real
+    assert (await registry.register("call", "s1")).started_at == DEFAULT_EPOCH  # the registry is not
 
 
 @pytest.mark.asyncio

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 
@@ -151,6 +152,18 @@ def test_keys_expire_to_the_nanosecond_with_the_clock_started_at_max_ttl() -> No
                 assert await each.keys("") == []
 
     run(main(), clock=clock, end=None)
+
+
+def test_an_infinite_timeout_never_fires_and_a_task_sleeping_forever_is_a_deadlock() -> None:
+    clock = VirtualClock()
+
+    async def main() -> None:
+        assert await asyncio.wait_for(asyncio.sleep(5, result="done"), timeout=math.inf) == "done"
+        assert clock.now() == 5.0
+        await asyncio.sleep(math.inf)
+
+    with pytest.raises(DeadlockError, match=r"deadlock at t=5\.0 s"):
+        run(main(), clock=clock)
 
 
 # -- asyncio's helper threads are real work ---------------------------------------------------------------------------

@@ -542,6 +542,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         # from the integer clock, not from time() + delay: past ~100 days a float sum drops nanoseconds
         if delay is None:
             raise TypeError("delay cannot be None")
+        if delay == math.inf:
+            return self._never(callback, args, context)
         return self.call_at_ns(self.clock.now_ns() + _to_ns(delay, what="delay"), callback, *args, context=context)
 
     def call_at(
@@ -553,7 +555,17 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     ) -> asyncio.TimerHandle:
         if when is None:
             raise TypeError("when cannot be None")
+        if when == math.inf:
+            return self._never(callback, args, context)
         return self.call_at_ns(_to_ns(when, what="when"), callback, *args, context=context)
+
+    def _never(
+        self, callback: Callable[..., object], args: tuple[Any, ...], context: Context | None
+    ) -> asyncio.TimerHandle:
+        """A timer at +inf (``asyncio.sleep(math.inf)``, ``wait_for(..., timeout=math.inf)``): a handle that can be
+        cancelled but is never scheduled, so it neither fires nor hides a deadlock behind an endless jump."""
+        self._check_closed()  # type: ignore[attr-defined]  # BaseEventLoop internals
+        return asyncio.TimerHandle(math.inf, callback, args, self, context)
 
     def call_at_ns(
         self,
