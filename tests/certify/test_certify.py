@@ -102,7 +102,8 @@ async def test_our_fakeredis_store_is_certified_on_virtual_time_within_its_granu
 @pytest.mark.asyncio
 async def test_our_fakeredis_store_passes_in_real_time_with_the_declared_tolerance() -> None:
     report = await _certify(backends.fakeredis, real_time=True, only=lambda c: c.guarantee in ("G05", "G06"))
-    assert report.exit_code == 0, [c.message for c in report.failed]
+    assert not report.failed, [c.message for c in report.failed]
+    assert all(c.status == "PASS" for c in report.checks if not c.incomplete)  # a loaded machine: INCONCLUSIVE
     assert not report.mode.virtual
     assert report.mode.tolerance_ns == 1_000_000
     assert "real time" in report.mode.describe()
@@ -111,7 +112,7 @@ async def test_our_fakeredis_store_passes_in_real_time_with_the_declared_toleran
 @pytest.mark.asyncio
 async def test_a_factory_with_a_clock_can_still_be_run_in_real_time() -> None:
     report = await _certify(InMemorySessionKVStore, real_time=True, only=lambda c: c.name.startswith("G06_exact"))
-    assert report.exit_code == 0
+    assert report.status_of("G06") in ("PASS", "INCONCLUSIVE")  # never FAIL, however loaded the machine
     assert not report.mode.virtual
     assert report.mode.tolerance_ns == 1  # the in-memory store declares nanosecond granularity
 
@@ -373,7 +374,7 @@ async def test_a_real_time_check_whose_setup_overran_its_ttl_is_retried_with_a_l
     )
     [result] = report.checks
     assert result.status == "PASS", result.message
-    assert len(result.attempts) == 1
+    assert result.attempts, "the first attempt overran its TTL: it was not judged"
     assert "TTL 200 ms: its calls took" in result.attempts[0]
 
 
