@@ -392,6 +392,19 @@ async def test_a_real_time_check_that_overruns_every_ttl_is_inconclusive_not_fai
     assert "not a failure" in render_text(report)
 
 
+@pytest.mark.asyncio
+async def test_a_real_failure_in_real_time_is_still_a_failure() -> None:
+    report = await _certify(
+        GALLERY["ExpireResurrects"][0],
+        real_time=True,
+        only=lambda c: c.name == "G09_expire_never_resurrects_an_expired_key",
+    )
+    [result] = report.checks
+    assert result.status == "FAIL"
+    assert result.attempts == [], "its calls kept to the TTL: nothing to retry"
+    assert report.exit_code == 1
+
+
 # -- readable failures ---------------------------------------------------------------------------------------------
 
 
