@@ -398,6 +398,9 @@ class PausingScanConnection(Connection):
         return response
 
 
+SHRINK_WAIT_S = 10.0  # the longest wait for the server to shrink its table
+
+
 async def _main_table_bytes(admin: aioredis.Redis) -> int:
     stats = await admin.memory_stats()
     return int(stats["db.0"]["overhead.hashtable.main"])
@@ -410,23 +413,29 @@ async def _list_across_a_table_shrink(server: RedisServer, admin: aioredis.Redis
     """
     filler = [f"filler:{i}".encode() for i in range(20_000)]
     await admin.flushdb()
+    loop = asyncio.get_running_loop()
+    filling = loop.time()
     async with admin.pipeline(transaction=False) as pipe:
         for key in filler:
             pipe.set(key, b"x")
         for i in range(500):
             pipe.set(f"dup:k{i}".encode(), b"v")
         await pipe.execute()
+    fill_s = loop.time() - filling
     PausingScanConnection.scans, PausingScanConnection.replied = 0, []
     PausingScanConnection.paused, PausingScanConnection.resume = asyncio.Event(), asyncio.Event()
     pool = aioredis.ConnectionPool(connection_class=PausingScanConnection, host=server.host, port=server.port)
     async with aioredis.Redis.from_pool(pool) as client:
-        store = RedisSessionKVStore(client=client, key_prefix="dup:", scan_count=100)
+        # keys() stays paused while the filler is unlinked (less work than writing it: at most fill_s) and the table
+        # shrinks (at most SHRINK_WAIT_S): its deadline is twice that, so a slow or loaded machine cannot cut it short
+        deadline = 2 * (fill_s + SHRINK_WAIT_S)
+        store = RedisSessionKVStore(client=client, key_prefix="dup:", scan_count=100, operation_timeout=deadline)
         listing = asyncio.ensure_future(store.keys(""))
         await PausingScanConnection.paused.wait()
         for start in range(0, len(filler), 5000):
             await admin.unlink(*filler[start : start + 5000])
         large = await _main_table_bytes(admin)
-        async with asyncio.timeout(10):  # the server shrinks the table in its cron, ten times a second
+        async with asyncio.timeout(SHRINK_WAIT_S):  # the server shrinks the table in its cron, ten times a second
             while await _main_table_bytes(admin) >= large:  # noqa: ASYNC110 - polling the server, not a local flag
                 await asyncio.sleep(0.02)
         PausingScanConnection.resume.set()
@@ -664,9 +673,16 @@ async def test_killed_server_raises_store_unavailable_and_the_store_recovers(own
 async def test_paused_server_hits_the_deadline_even_without_socket_timeout(
     own_server: RedisServer, indexed: bool
 ) -> None:
-    # socket_timeout=None: only the store's own deadline can end the wait
+    # socket_timeout=None: only the store's own deadline can end the wait. The deadline must not cut the set that comes
+    # before the pause: it is ten times what a first call (connection included) took here, and at least 0.3 s.
+    loop = asyncio.get_running_loop()
+    async with RedisSessionKVStore(url=own_server.url, key_prefix="pause-probe:", indexed=indexed) as probe:
+        started = loop.time()
+        await probe.set("k", b"v", 60)
+        first_call_s = loop.time() - started
     client = aioredis.Redis(host=own_server.host, port=own_server.port, socket_timeout=None)
-    store = RedisSessionKVStore(client=client, key_prefix="pause:", indexed=indexed, operation_timeout=0.3)
+    deadline = max(0.3, round(10 * first_call_s, 3))
+    store = RedisSessionKVStore(client=client, key_prefix="pause:", indexed=indexed, operation_timeout=deadline)
     await store.set("k", b"v", 60)
     own_server.pause()
     try:
@@ -675,7 +691,7 @@ async def test_paused_server_hits_the_deadline_even_without_socket_timeout(
             ("mset", lambda: store.mset([("k", b"w", 60)])),
         ]
         for name, call in calls:
-            with pytest.raises(StoreUnavailableError, match=r"operation_timeout=0\.3 s") as info:
+            with pytest.raises(StoreUnavailableError, match=f"operation_timeout={deadline} s") as info:
                 await call()
             assert type(info.value.__cause__) is TimeoutError
             assert info.value.operation == name

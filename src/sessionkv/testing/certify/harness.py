@@ -397,6 +397,11 @@ class Harness:
             return False
         raise ContractViolation(f"{what}: expected {kind.__name__}, but the call returned {render_value(result)}")
 
+    def waited(self) -> None:
+        """The check let real time pass by itself (it judges its own timing): later calls open a new window."""
+        if self.window is not None:
+            self.window.advanced()
+
     async def advance(self, seconds: float) -> None:
         if self.mode.virtual:
             assert self.clock is not None
@@ -405,8 +410,7 @@ class Harness:
             self.log.append(Call(shown, step=Step("advance", (step,), {})))
             await self.clock.advance(step)
             return
-        if self.window is not None:
-            self.window.advanced()
+        self.waited()
         self.log.append(
             Call(
                 f"sleep({seconds!r} + {self.mode.tolerance_ns / 1e6:g} ms tolerance)",
