@@ -237,10 +237,7 @@ class _Side(asyncio.Protocol):
             return
         now = time.monotonic_ns()
         try:
-            if self.role == "client":
-                link.from_client(data, now)
-            else:
-                link.from_server(data, now)
+            link.arrive(self.role == "client", data, now)
         except Exception as exc:  # a fault's bug: never let it stop one direction silently
             link.crashed(f"{'commands' if self.role == 'client' else 'replies'}", exc)
 
@@ -523,38 +520,34 @@ class _Link:
     # - ahead: forwarded as it came, then framed at once without faults (the partial frame it continues was already
     #   forwarded by the deferred way, so the chunk is past the point where a fault could still act on it).
 
-    def _may_defer(self) -> bool:
-        """Whether nothing held or shaped on this connection forbids forwarding chunks before framing them."""
-        return (
-            not self.shaped_pending
-            and not self.multi_dirty
-            and (not self._client_rest or self._client_ahead)
-            and (not self._server_rest or self._server_ahead)
-        )
+    def _start_deferring(self) -> bool:
+        """Whether chunks may now be forwarded before they are framed (nothing a fault shapes is under way); if so,
+        first forward what framing held back (partial frames: no fault is left to act on them)."""
+        if self.shaped_pending or self.multi_dirty:
+            return False
+        now = time.monotonic_ns()
+        if self._client_rest and not self._client_ahead:
+            self.to_server.send(self._client_rest, arrival_ns=now)
+            self._client_ahead = True
+        if self._server_rest and not self._server_ahead:
+            self.to_client.send(self._server_rest, arrival_ns=now)
+            self._server_ahead = True
+        return True
 
-    def from_client(self, chunk: bytes, now: int) -> None:
+    def arrive(self, from_client: bool, chunk: bytes, now: int) -> None:
+        """A chunk read from the client (``from_client``) or from the server."""
+        out = self.to_server if from_client else self.to_client
         if self.raw:
-            self.to_server.send(chunk, arrival_ns=now)
+            out.send(chunk, arrival_ns=now)
             return
         proxy = self.proxy
-        if self.in_backlog or (proxy._deferring and self._may_defer()):
-            self.to_server.send(chunk, arrival_ns=now)
-            proxy._defer(self, True, now, chunk)
-        elif self._client_ahead:
-            self._finish_ahead(True, chunk, now)
-        else:
+        if self.in_backlog or (proxy._deferring and self._start_deferring()):
+            out.send(chunk, arrival_ns=now)
+            proxy._defer(self, from_client, now, chunk)
+        elif self._client_ahead if from_client else self._server_ahead:
+            self._finish_ahead(from_client, chunk, now)
+        elif from_client:
             self._on_client_bytes(chunk, now)
-
-    def from_server(self, chunk: bytes, now: int) -> None:
-        if self.raw:
-            self.to_client.send(chunk, arrival_ns=now)
-            return
-        proxy = self.proxy
-        if self.in_backlog or (proxy._deferring and self._may_defer()):
-            self.to_client.send(chunk, arrival_ns=now)
-            proxy._defer(self, False, now, chunk)
-        elif self._server_ahead:
-            self._finish_ahead(False, chunk, now)
         else:
             self._on_server_bytes(chunk, now)
 
@@ -576,10 +569,7 @@ class _Link:
         (self.to_server if from_client else self.to_client).send(head, arrival_ns=now)
         self.proxy._frame_forwarded(self, from_client, now, head)
         if tail:
-            if from_client:
-                self.from_client(tail, now)
-            else:
-                self.from_server(tail, now)
+            self.arrive(from_client, tail, now)
 
     def stop_framing(self, reason: str, *, flush: bool = True) -> None:
         """Pass this connection through raw from now on (its frame boundaries are no longer known). ``flush``: send
@@ -1153,6 +1143,8 @@ class RedisFaultProxy:
                 link.in_backlog = False
                 link._client_ahead = bool(link._client_rest)
                 link._server_ahead = bool(link._server_rest)
+                if link.index not in self._links:  # closed before its name was known
+                    self._names[link.index] = link.name
 
     def _frame_forwarded(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
         """Frame one chunk that was already forwarded (the "ahead" way): recorded and paired, offered to no fault."""
