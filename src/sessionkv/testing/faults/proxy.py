@@ -42,6 +42,7 @@ from sessionkv.testing.faults.transcript import MAX_RECORDED_BYTES, EventKind, T
 __all__ = ["ConnectionInfo", "FaultHandle", "RedisFaultProxy"]
 
 _log = logging.getLogger("sessionkv.testing.faults")
+_new_tuple: Final = tuple.__new__
 
 _PUSH: Final = ord(">")
 _SCAN_CURSOR_INDEX: Final = {b"SCAN": 1, b"SSCAN": 2, b"HSCAN": 2, b"ZSCAN": 2}
@@ -416,6 +417,7 @@ class _Link:
         self._client_ahead = False  # ``_client_rest`` was already forwarded (by the deferred way)
         self._server_ahead = False
         self.in_backlog = False  # chunks of this connection wait in the proxy's backlog: later ones must follow them
+        self.backlog_bytes = 0  # how many
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -435,6 +437,9 @@ class _Link:
             reason = f"upstream {proxy.upstream_host}:{proxy.upstream_port} unreachable: {exc!r}"
             proxy._warn_unreachable(reason)
             self.close(reason)
+            return
+        except Exception as exc:  # never leave the client paused and unanswered
+            self.crashed("the upstream connection", exc)
             return
         if self.closed:  # closed (proxy stopped, proxy down) while connecting
             assert self.server.transport is not None
@@ -942,6 +947,8 @@ class RedisFaultProxy:
         self._replaying = False
         self._backlog: list[tuple[_Link | None, bool, int, bytes | TranscriptEvent]] = []
         self._backlog_bytes = 0
+        self._backlog_links: list[_Link] = []  # the connections with chunks in the backlog
+        self._backlog_events: list[TranscriptEvent] = []  # the other events in the backlog, in order
         self._backlog_limit = None if transcript_limit is None else transcript_limit * _BACKLOG_BYTES_PER_EVENT
         self.transcript._before_read = self._replay
         self._unreachable_logged_at = float("-inf")
@@ -1108,7 +1115,10 @@ class RedisFaultProxy:
     def _defer(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
         """``chunk`` was forwarded unframed: queue it to be framed later, in arrival order."""
         self._backlog.append((link, from_client, now, chunk))
-        link.in_backlog = True
+        if not link.in_backlog:
+            link.in_backlog = True
+            self._backlog_links.append(link)
+        link.backlog_bytes += len(chunk)
         self._backlog_bytes += len(chunk)
         if self._backlog_limit is not None and self._backlog_bytes > self._backlog_limit:
             self._drop_backlog()
@@ -1120,9 +1130,9 @@ class RedisFaultProxy:
         if not self._backlog or self._replaying:
             return
         backlog, self._backlog = self._backlog, []
-        self._backlog_bytes = 0
+        links = self._backlog_links
+        self._forget_backlog()
         self._replaying = True
-        touched: set[_Link] = set()
         try:
             for link, from_client, now, item in backlog:
                 if link is None:
@@ -1130,7 +1140,6 @@ class RedisFaultProxy:
                     self.transcript.record(item)
                     continue
                 assert isinstance(item, bytes)
-                touched.add(link)
                 if link.raw:
                     continue
                 if from_client:
@@ -1139,8 +1148,7 @@ class RedisFaultProxy:
                     link._on_server_bytes(item, now)
         finally:
             self._replaying = False
-            for link in touched:
-                link.in_backlog = False
+            for link in links:
                 link._client_ahead = bool(link._client_rest)
                 link._server_ahead = bool(link._server_rest)
                 if link.index not in self._links:  # closed before its name was known
@@ -1163,23 +1171,28 @@ class RedisFaultProxy:
         """The backlog outgrew its budget: forget its chunks rather than frame them all now (which would stall every
         connection). Each connection they belong to is passed through raw from now on (its frame boundaries are
         lost); the transcript says so. Events other than frames (connects, closes) are kept."""
-        backlog, self._backlog = self._backlog, []
-        self._backlog_bytes = 0
-        sizes: dict[_Link, int] = {}
-        for link, _, _, item in backlog:
-            if link is None:
-                assert isinstance(item, TranscriptEvent)
-                self.transcript.record(item)
-            else:
-                sizes[link] = sizes.get(link, 0) + len(item)
-        for link, size in sizes.items():
-            link.in_backlog = False
+        self._backlog = []
+        events, links = self._backlog_events, self._backlog_links
+        sizes = [link.backlog_bytes for link in links]
+        self._forget_backlog()
+        for event in events:
+            self.transcript.record(event)
+        for link, size in zip(links, sizes, strict=True):
             if not link.raw:
                 link.stop_framing(
                     f"{size} bytes of pass-through traffic not framed (over the budget of {self._backlog_limit} bytes "
                     "for traffic no one has read yet): passed through raw from now on, no command fault applies",
                     flush=False,
                 )
+
+    def _forget_backlog(self) -> None:
+        """The backlog was taken (to replay) or dropped: reset its bookkeeping."""
+        for link in self._backlog_links:
+            link.in_backlog = False
+            link.backlog_bytes = 0
+        self._backlog_links = []
+        self._backlog_events = []
+        self._backlog_bytes = 0
 
     def _byte_handles_for(self, link: _Link, direction: Direction) -> list[FaultHandle]:
         if not self._byte_handles:
@@ -1293,8 +1306,10 @@ class RedisFaultProxy:
     ) -> None:
         """Add an event to the transcript; ``now`` (``time.monotonic_ns()``) is when its bytes arrived, if known."""
         at = (now or time.monotonic_ns()) - self._start_ns
-        event = TranscriptEvent(at, connection, kind, command, reply, fault, detail)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: one event per framed command and reply
+        event = _new_tuple(TranscriptEvent, (at, connection, kind, command, reply, fault, detail))
         if self._backlog and not self._replaying:
             self._backlog.append((None, False, now, event))  # after the chunks that came before it
+            self._backlog_events.append(event)
         else:
             self.transcript.record(event)
