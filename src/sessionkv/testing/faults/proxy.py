@@ -945,7 +945,9 @@ class RedisFaultProxy:
         # the transcript or the connections are read or a fault is added. Bounded: see _drop_backlog.
         self._deferring = resp
         self._replaying = False
-        self._backlog: list[tuple[_Link | None, bool, int, bytes | TranscriptEvent]] = []
+        # (connection index or -1 for an event, from the client, arrival ns, chunk or event): only ints and bytes, so
+        # that the garbage collector soon stops tracking the entries (a long backlog then costs it nothing)
+        self._backlog: list[tuple[int, bool, int, bytes | TranscriptEvent]] = []
         self._backlog_bytes = 0
         self._backlog_links: list[_Link] = []  # the connections with chunks in the backlog
         self._backlog_events: list[TranscriptEvent] = []  # the other events in the backlog, in order
@@ -1114,7 +1116,7 @@ class RedisFaultProxy:
 
     def _defer(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
         """``chunk`` was forwarded unframed: queue it to be framed later, in arrival order."""
-        self._backlog.append((link, from_client, now, chunk))
+        self._backlog.append((link.index, from_client, now, chunk))
         if not link.in_backlog:
             link.in_backlog = True
             self._backlog_links.append(link)
@@ -1131,15 +1133,17 @@ class RedisFaultProxy:
             return
         backlog, self._backlog = self._backlog, []
         links = self._backlog_links
+        by_index = {link.index: link for link in links}
         self._forget_backlog()
         self._replaying = True
         try:
-            for link, from_client, now, item in backlog:
-                if link is None:
+            for index, from_client, now, item in backlog:
+                if index < 0:
                     assert isinstance(item, TranscriptEvent)
                     self.transcript.record(item)
                     continue
                 assert isinstance(item, bytes)
+                link = by_index[index]
                 if link.raw:
                     continue
                 if from_client:
@@ -1309,7 +1313,7 @@ class RedisFaultProxy:
         # tuple.__new__ skips the NamedTuple's Python-level __new__: one event per framed command and reply
         event = _new_tuple(TranscriptEvent, (at, connection, kind, command, reply, fault, detail))
         if self._backlog and not self._replaying:
-            self._backlog.append((None, False, now, event))  # after the chunks that came before it
+            self._backlog.append((-1, False, now, event))  # after the chunks that came before it
             self._backlog_events.append(event)
         else:
             self.transcript.record(event)
