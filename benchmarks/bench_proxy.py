@@ -17,12 +17,17 @@ Proxy modes (``--mode``, repeatable; default all three):
 
     python benchmarks/bench_proxy.py            # full run, ~1 min
     python benchmarks/bench_proxy.py --quick    # CI smoke, a few seconds
+    python benchmarks/bench_proxy.py --mode resp --baseline-src /tmp/old/src   # also an older proxy, same run
+
+``--baseline-src DIR`` also measures the proxy as found in another source tree (e.g. ``git archive <commit> src``
+unpacked), in the same alternating rounds, for before/after figures from one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import socket
 import statistics
@@ -115,9 +120,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def proxy_port(server: RedisServer, mode: str) -> Iterator[int]:
+def proxy_port(server: RedisServer, mode: str, src: str | None = None) -> Iterator[int]:
     command = [sys.executable, "-m", "sessionkv.testing.faults.cli", "--upstream", f"{server.host}:{server.port}"]
-    process = subprocess.Popen([*command, *MODES[mode]], stdout=subprocess.PIPE, text=True)
+    env = os.environ if src is None else {**os.environ, "PYTHONPATH": src}
+    process = subprocess.Popen([*command, *MODES[mode]], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()  # "listening redis://HOST:PORT/0 -> ..."
@@ -133,7 +139,7 @@ def spread(values: list[float]) -> str:
     return f"{min(values):,.0f}..{max(values):,.0f}"
 
 
-def run(settings: Settings, modes: list[str]) -> int:
+def run(settings: Settings, modes: list[str], baseline_src: str | None) -> int:
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found (Debian/Ubuntu: apt-get install redis-tools)", file=sys.stderr)
         return 1
@@ -142,13 +148,15 @@ def run(settings: Settings, modes: list[str]) -> int:
             sock.sendall(b"*3\r\n$3\r\nSET\r\n$10\r\nbench:seq0\r\n$64\r\n" + VALUE + b"\r\n")
             sock.recv(64)
         for mode in modes:
-            with proxy_port(server, mode) as port:
-                targets = {"direct": server.port, "proxy": port}
+            with contextlib.ExitStack() as stack:
+                targets = {"direct": server.port, "proxy": stack.enter_context(proxy_port(server, mode))}
+                if baseline_src is not None:
+                    targets["baseline"] = stack.enter_context(proxy_port(server, mode, baseline_src))
                 firsts = {name: sequential_round_trips_us(p, 1)[0] for name, p in targets.items()}
-                for p in targets.values():  # warm up both paths
+                for p in targets.values():  # warm up every path
                     redis_benchmark_rps(p, settings.requests // 10)
-                rps: dict[str, list[float]] = {"direct": [], "proxy": []}
-                trips: dict[str, list[float]] = {"direct": [], "proxy": []}
+                rps: dict[str, list[float]] = {name: [] for name in targets}
+                trips: dict[str, list[float]] = {name: [] for name in targets}
                 for _ in range(settings.rounds):
                     for name, p in targets.items():
                         rps[name].append(redis_benchmark_rps(p, settings.requests))
@@ -160,30 +168,37 @@ def run(settings: Settings, modes: list[str]) -> int:
 def report(
     mode: str, settings: Settings, rps: dict[str, list[float]], trips: dict[str, list[float]], firsts: dict[str, float]
 ) -> None:
-    direct, proxied = statistics.median(rps["direct"]), statistics.median(rps["proxy"])
+    direct = statistics.median(rps["direct"])
     print(f"== proxy mode {mode!r} ({' '.join(MODES[mode]) or 'no fault'}); {settings.rounds} alternating rounds")
     print(
         f"redis-benchmark -t get -P 16 -c 50 -n {settings.requests}: direct {direct:,.0f} req/s "
-        f"(rounds {spread(rps['direct'])}), proxy {proxied:,.0f} req/s (rounds {spread(rps['proxy'])}) "
-        f"= {proxied / direct:.0%} of direct (goal >= 50%)"
+        f"(rounds {spread(rps['direct'])})"
     )
+    for name in [n for n in rps if n != "direct"]:
+        proxied = statistics.median(rps[name])
+        print(
+            f"  {name:>8}: {proxied:,.0f} req/s (rounds {spread(rps[name])}) = {proxied / direct:.0%} of direct "
+            "(goal >= 50%)"
+        )
     row = {name: (percentile(v, 0.5), percentile(v, 0.99), max(v)) for name, v in trips.items()}
-    for name in ("direct", "proxy"):
+    for name in rps:
         p50, p99, worst = row[name]
         print(
-            f"sequential GET round trip, {name:>6}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  worst {worst:7.0f} µs  "
+            f"sequential GET round trip, {name:>8}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  worst {worst:7.0f} µs  "
             f"first call {firsts[name]:6.0f} µs  ({len(trips[name])} calls)"
         )
-    added = row["proxy"][0] - row["direct"][0]
-    print(f"added by the proxy: p50 {added:.0f} µs (goal <= 100 µs), p99 {row['proxy'][1] - row['direct'][1]:.0f} µs")
+    for name in [n for n in rps if n != "direct"]:
+        added = row[name][0] - row["direct"][0]
+        print(f"added by {name}: p50 {added:.0f} µs (goal <= 100 µs), p99 {row[name][1] - row['direct'][1]:.0f} µs")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds, for CI smoke tests")
     parser.add_argument("--mode", action="append", choices=sorted(MODES), help="proxy mode(s) to measure")
+    parser.add_argument("--baseline-src", metavar="DIR", help="also measure the proxy of this source tree")
     args = parser.parse_args(argv)
-    return run(QUICK if args.quick else FULL, args.mode or list(MODES))
+    return run(QUICK if args.quick else FULL, args.mode or list(MODES), args.baseline_src)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from sessionkv.redis_store import RedisSessionKVStore
 from sessionkv.testing import RedisServer
 from sessionkv.testing.faults import (
     ByteFault,
@@ -261,3 +262,17 @@ async def test_the_proxy_command_warns_at_start_when_the_upstream_refuses() -> N
     finally:
         process.terminate()
         await asyncio.wait_for(process.wait(), 30)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_store_listings_through_scan_duplicates_get_only_their_own_keys(
+    proxy: RedisFaultProxy, redis_client: aioredis.Redis
+) -> None:
+    # The reported case: two concurrent keys() through one proxy, each got the other's keys.
+    await redis_client.mset({f"dup:{p}/{i}": b"1" for p in "ab" for i in range(300)})
+    proxy.add(ScanDuplicates())
+    async with RedisSessionKVStore(url=proxy.url, key_prefix="dup:", scan_count=50) as store:
+        for _ in range(3):
+            a_keys, b_keys = await asyncio.gather(store.keys("a/"), store.keys("b/"))
+            assert sorted(a_keys) == sorted(f"a/{i}" for i in range(300))
+            assert sorted(b_keys) == sorted(f"b/{i}" for i in range(300))

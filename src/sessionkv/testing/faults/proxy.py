@@ -42,6 +42,7 @@ from sessionkv.testing.faults.transcript import MAX_RECORDED_BYTES, EventKind, T
 __all__ = ["ConnectionInfo", "FaultHandle", "RedisFaultProxy"]
 
 _log = logging.getLogger("sessionkv.testing.faults")
+_new_tuple: Final = tuple.__new__
 
 _PUSH: Final = ord(">")
 _SCAN_CURSOR_INDEX: Final = {b"SCAN": 1, b"SSCAN": 2, b"HSCAN": 2, b"ZSCAN": 2}
@@ -237,10 +238,7 @@ class _Side(asyncio.Protocol):
             return
         now = time.monotonic_ns()
         try:
-            if self.role == "client":
-                link.from_client(data, now)
-            else:
-                link.from_server(data, now)
+            link.arrive(self.role == "client", data, now)
         except Exception as exc:  # a fault's bug: never let it stop one direction silently
             link.crashed(f"{'commands' if self.role == 'client' else 'replies'}", exc)
 
@@ -419,6 +417,7 @@ class _Link:
         self._client_ahead = False  # ``_client_rest`` was already forwarded (by the deferred way)
         self._server_ahead = False
         self.in_backlog = False  # chunks of this connection wait in the proxy's backlog: later ones must follow them
+        self.backlog_bytes = 0  # how many
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -438,6 +437,9 @@ class _Link:
             reason = f"upstream {proxy.upstream_host}:{proxy.upstream_port} unreachable: {exc!r}"
             proxy._warn_unreachable(reason)
             self.close(reason)
+            return
+        except Exception as exc:  # never leave the client paused and unanswered
+            self.crashed("the upstream connection", exc)
             return
         if self.closed:  # closed (proxy stopped, proxy down) while connecting
             assert self.server.transport is not None
@@ -523,38 +525,34 @@ class _Link:
     # - ahead: forwarded as it came, then framed at once without faults (the partial frame it continues was already
     #   forwarded by the deferred way, so the chunk is past the point where a fault could still act on it).
 
-    def _may_defer(self) -> bool:
-        """Whether nothing held or shaped on this connection forbids forwarding chunks before framing them."""
-        return (
-            not self.shaped_pending
-            and not self.multi_dirty
-            and (not self._client_rest or self._client_ahead)
-            and (not self._server_rest or self._server_ahead)
-        )
+    def _start_deferring(self) -> bool:
+        """Whether chunks may now be forwarded before they are framed (nothing a fault shapes is under way); if so,
+        first forward what framing held back (partial frames: no fault is left to act on them)."""
+        if self.shaped_pending or self.multi_dirty:
+            return False
+        now = time.monotonic_ns()
+        if self._client_rest and not self._client_ahead:
+            self.to_server.send(self._client_rest, arrival_ns=now)
+            self._client_ahead = True
+        if self._server_rest and not self._server_ahead:
+            self.to_client.send(self._server_rest, arrival_ns=now)
+            self._server_ahead = True
+        return True
 
-    def from_client(self, chunk: bytes, now: int) -> None:
+    def arrive(self, from_client: bool, chunk: bytes, now: int) -> None:
+        """A chunk read from the client (``from_client``) or from the server."""
+        out = self.to_server if from_client else self.to_client
         if self.raw:
-            self.to_server.send(chunk, arrival_ns=now)
+            out.send(chunk, arrival_ns=now)
             return
         proxy = self.proxy
-        if self.in_backlog or (proxy._deferring and self._may_defer()):
-            self.to_server.send(chunk, arrival_ns=now)
-            proxy._defer(self, True, now, chunk)
-        elif self._client_ahead:
-            self._finish_ahead(True, chunk, now)
-        else:
+        if self.in_backlog or (proxy._deferring and self._start_deferring()):
+            out.send(chunk, arrival_ns=now)
+            proxy._defer(self, from_client, now, chunk)
+        elif self._client_ahead if from_client else self._server_ahead:
+            self._finish_ahead(from_client, chunk, now)
+        elif from_client:
             self._on_client_bytes(chunk, now)
-
-    def from_server(self, chunk: bytes, now: int) -> None:
-        if self.raw:
-            self.to_client.send(chunk, arrival_ns=now)
-            return
-        proxy = self.proxy
-        if self.in_backlog or (proxy._deferring and self._may_defer()):
-            self.to_client.send(chunk, arrival_ns=now)
-            proxy._defer(self, False, now, chunk)
-        elif self._server_ahead:
-            self._finish_ahead(False, chunk, now)
         else:
             self._on_server_bytes(chunk, now)
 
@@ -576,10 +574,7 @@ class _Link:
         (self.to_server if from_client else self.to_client).send(head, arrival_ns=now)
         self.proxy._frame_forwarded(self, from_client, now, head)
         if tail:
-            if from_client:
-                self.from_client(tail, now)
-            else:
-                self.from_server(tail, now)
+            self.arrive(from_client, tail, now)
 
     def stop_framing(self, reason: str, *, flush: bool = True) -> None:
         """Pass this connection through raw from now on (its frame boundaries are no longer known). ``flush``: send
@@ -950,8 +945,12 @@ class RedisFaultProxy:
         # the transcript or the connections are read or a fault is added. Bounded: see _drop_backlog.
         self._deferring = resp
         self._replaying = False
-        self._backlog: list[tuple[_Link | None, bool, int, bytes | TranscriptEvent]] = []
+        # (connection index or -1 for an event, from the client, arrival ns, chunk or event): only ints and bytes, so
+        # that the garbage collector soon stops tracking the entries (a long backlog then costs it nothing)
+        self._backlog: list[tuple[int, bool, int, bytes | TranscriptEvent]] = []
         self._backlog_bytes = 0
+        self._backlog_links: list[_Link] = []  # the connections with chunks in the backlog
+        self._backlog_events: list[TranscriptEvent] = []  # the other events in the backlog, in order
         self._backlog_limit = None if transcript_limit is None else transcript_limit * _BACKLOG_BYTES_PER_EVENT
         self.transcript._before_read = self._replay
         self._unreachable_logged_at = float("-inf")
@@ -1117,8 +1116,11 @@ class RedisFaultProxy:
 
     def _defer(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
         """``chunk`` was forwarded unframed: queue it to be framed later, in arrival order."""
-        self._backlog.append((link, from_client, now, chunk))
-        link.in_backlog = True
+        self._backlog.append((link.index, from_client, now, chunk))
+        if not link.in_backlog:
+            link.in_backlog = True
+            self._backlog_links.append(link)
+        link.backlog_bytes += len(chunk)
         self._backlog_bytes += len(chunk)
         if self._backlog_limit is not None and self._backlog_bytes > self._backlog_limit:
             self._drop_backlog()
@@ -1130,17 +1132,18 @@ class RedisFaultProxy:
         if not self._backlog or self._replaying:
             return
         backlog, self._backlog = self._backlog, []
-        self._backlog_bytes = 0
+        links = self._backlog_links
+        by_index = {link.index: link for link in links}
+        self._forget_backlog()
         self._replaying = True
-        touched: set[_Link] = set()
         try:
-            for link, from_client, now, item in backlog:
-                if link is None:
+            for index, from_client, now, item in backlog:
+                if index < 0:
                     assert isinstance(item, TranscriptEvent)
                     self.transcript.record(item)
                     continue
                 assert isinstance(item, bytes)
-                touched.add(link)
+                link = by_index[index]
                 if link.raw:
                     continue
                 if from_client:
@@ -1149,10 +1152,11 @@ class RedisFaultProxy:
                     link._on_server_bytes(item, now)
         finally:
             self._replaying = False
-            for link in touched:
-                link.in_backlog = False
+            for link in links:
                 link._client_ahead = bool(link._client_rest)
                 link._server_ahead = bool(link._server_rest)
+                if link.index not in self._links:  # closed before its name was known
+                    self._names[link.index] = link.name
 
     def _frame_forwarded(self, link: _Link, from_client: bool, now: int, chunk: bytes) -> None:
         """Frame one chunk that was already forwarded (the "ahead" way): recorded and paired, offered to no fault."""
@@ -1171,23 +1175,28 @@ class RedisFaultProxy:
         """The backlog outgrew its budget: forget its chunks rather than frame them all now (which would stall every
         connection). Each connection they belong to is passed through raw from now on (its frame boundaries are
         lost); the transcript says so. Events other than frames (connects, closes) are kept."""
-        backlog, self._backlog = self._backlog, []
-        self._backlog_bytes = 0
-        sizes: dict[_Link, int] = {}
-        for link, _, _, item in backlog:
-            if link is None:
-                assert isinstance(item, TranscriptEvent)
-                self.transcript.record(item)
-            else:
-                sizes[link] = sizes.get(link, 0) + len(item)
-        for link, size in sizes.items():
-            link.in_backlog = False
+        self._backlog = []
+        events, links = self._backlog_events, self._backlog_links
+        sizes = [link.backlog_bytes for link in links]
+        self._forget_backlog()
+        for event in events:
+            self.transcript.record(event)
+        for link, size in zip(links, sizes, strict=True):
             if not link.raw:
                 link.stop_framing(
                     f"{size} bytes of pass-through traffic not framed (over the budget of {self._backlog_limit} bytes "
                     "for traffic no one has read yet): passed through raw from now on, no command fault applies",
                     flush=False,
                 )
+
+    def _forget_backlog(self) -> None:
+        """The backlog was taken (to replay) or dropped: reset its bookkeeping."""
+        for link in self._backlog_links:
+            link.in_backlog = False
+            link.backlog_bytes = 0
+        self._backlog_links = []
+        self._backlog_events = []
+        self._backlog_bytes = 0
 
     def _byte_handles_for(self, link: _Link, direction: Direction) -> list[FaultHandle]:
         if not self._byte_handles:
@@ -1301,8 +1310,10 @@ class RedisFaultProxy:
     ) -> None:
         """Add an event to the transcript; ``now`` (``time.monotonic_ns()``) is when its bytes arrived, if known."""
         at = (now or time.monotonic_ns()) - self._start_ns
-        event = TranscriptEvent(at, connection, kind, command, reply, fault, detail)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: one event per framed command and reply
+        event = _new_tuple(TranscriptEvent, (at, connection, kind, command, reply, fault, detail))
         if self._backlog and not self._replaying:
-            self._backlog.append((None, False, now, event))  # after the chunks that came before it
+            self._backlog.append((-1, False, now, event))  # after the chunks that came before it
+            self._backlog_events.append(event)
         else:
             self.transcript.record(event)
