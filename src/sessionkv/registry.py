@@ -589,9 +589,12 @@ def _not_json(value: object) -> NoReturn:
 def _make_dumps() -> Any:
     """``json.dumps`` with default options, through the C encoder without per-call setup when it gives equal text."""
     make: Any = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has it
+    try:
+        # the arguments json.JSONEncoder.iterencode passes for json.dumps' defaults, minus the circular check
+        # (records come from json.loads or from our own flat dicts, so they have no cycles)
+        encode = make(None, _not_json, _json_string, None, ": ", ", ", False, False, True)
+    except TypeError:  # pragma: no cover - not CPython, or another signature: the probe below would fail anyway
         return json.dumps
-    encode = make(None, _not_json, _json_string, None, ": ", ", ", False, False, True)
 
     def dumps(value: object) -> str:
         return "".join(encode(value, 0))
