@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -1143,3 +1144,48 @@ def test_records_are_json_dumps_byte_for_byte(
     assert raw == json.dumps(info.to_dict()).encode()
     assert SessionInfo.from_json(raw) == info
     assert SessionInfo.from_json(bytes(raw)) == info  # equal bytes, another object: from the cache
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(
+    session_id=ids,
+    call_id=ids.filter(lambda text: "/" not in text and "%" not in text),
+    node_id=ids,
+    started_at=st.one_of(st.integers(0, 2**40), st.floats(0, 4e9)),
+    beats=st.lists(st.dictionaries(st.text(max_size=8), metric_values, max_size=4), min_size=1, max_size=3),
+)
+def test_heartbeats_of_a_record_written_elsewhere_are_json_dumps_byte_for_byte(
+    session_id: str, call_id: str, node_id: str, started_at: float, beats: list[dict[str, MetricValue]]
+) -> None:
+    """The first heartbeat rewrites bytes never seen before (decoded), the next ones bytes it wrote (remembered)."""
+    clock = VirtualClock(epoch=EPOCH)
+    store = InMemorySessionKVStore(clock=clock)
+    registry = SessionRegistry(store, node_id="node-a", ttl=TTL, clock=clock)
+    data: dict[str, object] = {
+        "session_id": session_id,
+        "call_id": call_id,
+        "node_id": node_id,
+        "started_at": started_at,
+        "metrics_updated_at": 1.5,
+        "metrics": {},
+    }
+    key = f"sessions/{call_id}/{session_id}"
+
+    async def scenario() -> None:
+        await store.set(key, json.dumps(data).encode(), TTL)
+        for number, metrics in enumerate(beats):
+            await clock.advance(0.125)
+            assert await registry.update_metrics(call_id, session_id, metrics)
+            expected = {**data, "metrics_updated_at": EPOCH + 0.125 * (number + 1), "metrics": metrics}
+            assert await store.get(key) == json.dumps(expected).encode()
+
+    asyncio.run(scenario())
+
+
+def test_dataclasses_replace_makes_a_changed_copy() -> None:
+    import dataclasses
+
+    info = SessionInfo("s", "c", "n", 1.0, 2.0, {"a": 1})
+    changed = dataclasses.replace(info, node_id="m", started_at=1.5)
+    assert changed == SessionInfo("s", "c", "m", 1.5, 2.0, {"a": 1})
+    assert info.node_id == "n"

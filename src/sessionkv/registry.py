@@ -153,12 +153,21 @@ class SessionInfo:
 
     def to_json(self) -> bytes:
         """The stored bytes: ``json.dumps`` with default separators and ASCII escapes, as vision-agents writes them."""
-        snapshot = _copy(self)  # the caller may change self.metrics later; what is remembered must not change
-        if _field_problem(snapshot.to_dict()) is not None:
-            return json.dumps(snapshot.to_dict()).encode()  # what was asked for, even if no reader will accept it
-        head = _record_head(self.session_id, self.call_id, self.node_id, self.started_at)
-        raw = _record_bytes(head, self.metrics_updated_at, _dumps(snapshot.metrics))
-        _RECORDS.put(raw, snapshot, head)
+        session_id, call_id, node_id = self.session_id, self.call_id, self.node_id
+        started_at, updated_at, metrics = self.started_at, self.metrics_updated_at, self.metrics
+        if not (
+            type(session_id) is str
+            and type(call_id) is str
+            and type(node_id) is str
+            and _is_stamp(started_at)
+            and _is_stamp(updated_at)
+            and _plain_metrics(metrics)
+        ):
+            return json.dumps(self.to_dict()).encode()  # what was asked for, even if no reader will accept it
+        fields = (session_id, call_id, node_id, float(started_at), float(updated_at), dict(metrics))
+        head = _record_head(session_id, call_id, node_id, started_at)
+        raw = _record_bytes(head, updated_at, _dumps(fields[5]))
+        _RECORDS.put(raw, fields, head)
         return raw
 
     @classmethod
@@ -196,7 +205,7 @@ class SessionInfo:
         Raises :class:`CorruptRecordError` naming ``key`` when the bytes are not a JSON object or a field is missing
         or has the wrong type (ids: ``str``; timestamps: finite numbers; ``metrics``: object of number or ``null``).
         """
-        return _copy(_RECORDS.decode(raw, key)[0])
+        return _info(_RECORDS.decode(raw, key)[0])
 
 
 class SessionRegistry:
@@ -289,7 +298,7 @@ class SessionRegistry:
         node_id = self.node_id
         head = _record_head(session_id, call_id, node_id, now)
         raw = _record_bytes(head, now, "{}")
-        _RECORDS.put(raw, SessionInfo(session_id, call_id, node_id, now, now), head)
+        _RECORDS.put(raw, (session_id, call_id, node_id, now, now, {}), head)
         await self.store.set(_session_key(call_id, session_id), raw, self.ttl)
         return SessionInfo(session_id, call_id, node_id, now, now)
 
@@ -337,18 +346,7 @@ class SessionRegistry:
         now = float(self.clock.time())
         if head is not None:
             new_raw = _record_bytes(head, now, metrics_json)
-            _RECORDS.put(
-                new_raw,
-                SessionInfo(
-                    decoded.session_id,
-                    decoded.call_id,
-                    decoded.node_id,
-                    decoded.started_at,
-                    now,
-                    SessionMetrics(checked),
-                ),
-                head,
-            )
+            _RECORDS.put(new_raw, (decoded[0], decoded[1], decoded[2], decoded[3], now, checked), head)
         else:
             # Rewrite the stored object rather than our own SessionInfo so that fields added by newer writers survive.
             data = _load_object(raw, key)
@@ -431,7 +429,14 @@ class SessionRegistry:
         pairs = _check_sessions(sessions)
         if not pairs:
             return []
-        flags = await self.store.mget([_close_key(call_id, session_id) for session_id, call_id in pairs])
+        keys = [
+            # _close_key inlined for ids that need no encoding: this runs once per session per maintenance cycle
+            f"{CLOSE_REQUESTS_PREFIX}{call_id}/{session_id}"
+            if "%" not in call_id and "/" not in call_id
+            else _close_key(call_id, session_id)
+            for session_id, call_id in pairs
+        ]
+        flags = await self.store.mget(keys)
         return [session_id for (session_id, _), flag in zip(pairs, flags, strict=True) if flag is not None]
 
     async def get(self, call_id: str, session_id: str) -> SessionInfo | None:
@@ -448,7 +453,7 @@ class SessionRegistry:
         if raw is None:
             return None
         decoded, _ = _RECORDS.decode(raw, key)
-        return _copy(decoded) if _names(decoded, call_id, session_id, key) else None
+        return _info(decoded) if _names(decoded, call_id, session_id, key) else None
 
     async def get_for_call(self, call_id: str, *, errors: list[CorruptRecordError] | None = None) -> list[SessionInfo]:
         """Return every live session of ``call_id``, whichever node runs it, sorted by session id.
@@ -479,7 +484,7 @@ class SessionRegistry:
                     errors.append(error)
                 continue
             if _names(decoded, call_id, key[start:], key):
-                found.append(_copy(decoded))
+                found.append(_info(decoded))
         return found
 
 
@@ -575,6 +580,20 @@ def _check_metrics(metrics: object) -> dict[str, MetricValue]:
     )
 
 
+def _plain_metrics(metrics: Mapping[Any, Any]) -> bool:
+    """Whether every name is a ``str`` and every value ``None``, an ``int`` or a finite ``float`` (exact types)."""
+    for name, value in metrics.items():
+        kind = type(value)
+        if type(name) is not str or not (value is None or kind is int or (kind is float and value - value == 0.0)):
+            return False
+    return True
+
+
+def _is_stamp(value: object) -> bool:
+    """Whether ``value`` is a valid timestamp: an ``int`` or a finite ``float`` (exact types)."""
+    return type(value) is int or (type(value) is float and value - value == 0.0)
+
+
 def _checked_items(metrics: Mapping[Any, Any], *, from_aggregate: bool) -> dict[str, MetricValue]:
     checked: dict[str, MetricValue] = {}
     for name, value in metrics.items():
@@ -615,9 +634,12 @@ def _not_json(value: object) -> NoReturn:
 def _make_dumps() -> Any:
     """``json.dumps`` with default options, through the C encoder without per-call setup when it gives equal text."""
     make: Any = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has it
+    try:
+        # the arguments json.JSONEncoder.iterencode passes for json.dumps' defaults, minus the circular check
+        # (records come from json.loads or from our own flat dicts, so they have no cycles)
+        encode = make(None, _not_json, _json_string, None, ": ", ", ", False, False, True)
+    except TypeError:  # pragma: no cover - not CPython, or another signature: the probe below would fail anyway
         return json.dumps
-    encode = make(None, _not_json, _json_string, None, ": ", ", ", False, False, True)
 
     def dumps(value: object) -> str:
         return "".join(encode(value, 0))
@@ -678,27 +700,24 @@ def _field_problem(data: Mapping[str, Any]) -> tuple[type[Exception], str] | Non
     return None
 
 
-def _copy(info: SessionInfo) -> SessionInfo:
-    """A snapshot of ``info`` with its own ``metrics``: what the cache keeps and what it hands out are never shared."""
-    return SessionInfo(
-        info.session_id,
-        info.call_id,
-        info.node_id,
-        info.started_at,
-        info.metrics_updated_at,
-        SessionMetrics(info.metrics),
-    )
+_Fields: TypeAlias = tuple[str, str, str, float, float, dict[str, MetricValue]]
+"""A valid record's fields in declaration order, timestamps as ``float``: what the record cache keeps."""
 
 
-def _names(info: SessionInfo, call_id: str, session_id: str, key: str) -> bool:
+def _info(fields: _Fields) -> SessionInfo:
+    """A :class:`SessionInfo` of remembered fields, with its own ``metrics``: the cache's copy is never handed out."""
+    return SessionInfo(fields[0], fields[1], fields[2], fields[3], fields[4], SessionMetrics(fields[5]))
+
+
+def _names(fields: _Fields, call_id: str, session_id: str, key: str) -> bool:
     """Whether a decoded record describes the session its key was computed from."""
-    if info.call_id == call_id and info.session_id == session_id:
+    if fields[1] == call_id and fields[0] == session_id:
         return True
     logger.debug(
         "record at %r names call %r session %r, not call %r session %r; ignoring it",
         key,
-        info.call_id,
-        info.session_id,
+        fields[1],
+        fields[0],
         call_id,
         session_id,
     )
@@ -720,17 +739,17 @@ class _RecordCache:
     __slots__ = ("_old", "_young")
 
     def __init__(self) -> None:
-        self._young: dict[bytes | str, tuple[SessionInfo, str | None]] = {}
-        self._old: dict[bytes | str, tuple[SessionInfo, str | None]] = {}
+        self._young: dict[bytes | str, tuple[_Fields, str | None]] = {}
+        self._old: dict[bytes | str, tuple[_Fields, str | None]] = {}
 
-    def put(self, raw: bytes | str, info: SessionInfo, head: str | None) -> None:
+    def put(self, raw: bytes | str, fields: _Fields, head: str | None) -> None:
         young = self._young
         if len(young) >= _CACHE_GENERATION:
             self._old, self._young = young, {}
             young = self._young
-        young[raw] = (info, head)
+        young[raw] = (fields, head)
 
-    def decode(self, raw: bytes | str, key: str) -> tuple[SessionInfo, str | None]:
+    def decode(self, raw: bytes | str, key: str) -> tuple[_Fields, str | None]:
         """The fields of ``raw`` (validated now or when these bytes were first seen) and its rewrite head, if any.
 
         Raises :class:`CorruptRecordError` naming ``key`` when ``raw`` is not a valid record.
@@ -751,13 +770,13 @@ class _RecordCache:
         problem = _field_problem(data)
         if problem is not None:
             raise CorruptRecordError(key, problem[1])
-        decoded = SessionInfo(
+        decoded: _Fields = (
             data["session_id"],
             data["call_id"],
             data["node_id"],
             float(data["started_at"]),
             float(data["metrics_updated_at"]),
-            SessionMetrics(data.get("metrics", {})),
+            data.get("metrics", {}),
         )
         head = (
             _record_head(data["session_id"], data["call_id"], data["node_id"], data["started_at"])

@@ -228,9 +228,11 @@ def _draw_timeline(figure: Figure, run: _Run) -> None:
         for fault in run.faults:
             if fault.node is None or fault.node in members:
                 end = run.end if fault.end is None else fault.end
-                # at least 0.3% of the axis wide, so that an instant fault (a store wipe) still shows
-                end = max(end, fault.start + run.end * 0.003)
-                axes.axvspan(fault.start, end, color=colours[fault.kind], alpha=0.35, linewidth=0)
+                if end - fault.start < run.end * 0.01:
+                    # an instant fault (a store wipe, a restart) would be a hairline band: draw a bold line instead
+                    axes.axvline(fault.start, color=colours[fault.kind], linewidth=4, alpha=0.9)
+                else:
+                    axes.axvspan(fault.start, end, color=colours[fault.kind], alpha=0.35, linewidth=0)
         for mark in run.marks:
             if mark.node is None or mark.node in members:
                 axes.axvline(mark.t, color="#d62828", linewidth=1.2)
