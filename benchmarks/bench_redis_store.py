@@ -1,6 +1,7 @@
 """Benchmark ``RedisSessionKVStore`` on Redis and on Valkey, each a real server this script starts and stops.
 
-Usage: ``python benchmarks/bench_redis_store.py [--servers redis-server,valkey-server] [--keys 200000] [--quick]``
+Usage: ``python benchmarks/bench_redis_store.py [--servers redis-server,valkey-server] [--keys 200000] [--quick]
+[--parts ops,keys,sweep] [--seed 0]``
 
 For each server (by default the ``redis-server`` on PATH and the ``valkey-server`` bundled with the testing extra; a
 server that cannot be found is reported and skipped), in one run:
@@ -50,6 +51,7 @@ BATCH = 100
 LOAD_CHUNK = 10_000
 SCAN_COUNTS = (100, 500, 1000, 2000, 5000, 20000)
 BASELINE_COUNT = 100
+PARTS = ("ops", "keys", "sweep")
 
 Call = Callable[[], Awaitable[object]]
 
@@ -273,6 +275,7 @@ class Plan:
     op_warmup: int
     key_rounds: int
     sweep_repeats: int
+    parts: tuple[str, ...] = PARTS
 
 
 async def bench_server(executable: str, plan: Plan, seed: int) -> None:
@@ -280,9 +283,12 @@ async def bench_server(executable: str, plan: Plan, seed: int) -> None:
         print(f"\n== {server_version(server.executable)} ({server.executable}) on {server.url}")
         client = aioredis.Redis(host=server.host, port=server.port)
         try:
-            await bench_operations(client, plan.op_rounds, plan.op_warmup)
-            await bench_keys(client, plan.sizes, plan.key_rounds)
-            await bench_scan_count(client, plan.sweep_repeats, seed)
+            if "ops" in plan.parts:
+                await bench_operations(client, plan.op_rounds, plan.op_warmup)
+            if "keys" in plan.parts:
+                await bench_keys(client, plan.sizes, plan.key_rounds)
+            if "sweep" in plan.parts:
+                await bench_scan_count(client, plan.sweep_repeats, seed)
         finally:
             await client.aclose()
 
@@ -293,12 +299,16 @@ async def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keys", type=int, default=200_000, help="largest number of stored keys (default 200000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the scan_count sweep order")
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run per server")
+    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)} (default all)")
     args = parser.parse_args(argv)
+    parts = tuple(part.strip() for part in args.parts.split(",") if part.strip())
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--parts: choose from {','.join(PARTS)}, got {args.parts!r}")
     if args.quick:
-        plan = Plan(sizes=[1_000, 5_000], op_rounds=30, op_warmup=5, key_rounds=3, sweep_repeats=2)
+        plan = Plan(sizes=[1_000, 5_000], op_rounds=30, op_warmup=5, key_rounds=3, sweep_repeats=2, parts=parts)
     else:
         sizes = sorted({min(n, args.keys) for n in (10_000, 100_000, 200_000)} | {args.keys})
-        plan = Plan(sizes=sizes, op_rounds=500, op_warmup=50, key_rounds=9, sweep_repeats=5)
+        plan = Plan(sizes=sizes, op_rounds=500, op_warmup=50, key_rounds=9, sweep_repeats=5, parts=parts)
     print(f"python {sys.version.split()[0]}; {plan}")
     ran = 0
     for executable in [name.strip() for name in args.servers.split(",") if name.strip()]:
