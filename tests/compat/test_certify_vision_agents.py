@@ -47,7 +47,13 @@ def documented_expectation() -> dict[str, dict[str, str]]:
 EXPECTED = documented_expectation()
 
 
+ATTEMPTS = 3
+"""Real-time certification may find a check INCONCLUSIVE on a loaded machine (its calls overran the TTL: nothing was
+proved either way). A run whose only disagreements with the table are such rows is repeated, up to this many runs."""
+
+
 def certify(target: str, tmp_path: Path, *argv: str) -> dict[str, object]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "report.json"
     out, err = io.StringIO(), io.StringIO()
     status = main([target, "--json", str(path), *argv], stdout=out, stderr=err)
@@ -57,10 +63,36 @@ def certify(target: str, tmp_path: Path, *argv: str) -> dict[str, object]:
     return report
 
 
-def verdicts(report: dict[str, object]) -> dict[str, str]:
+def verdicts(report: dict[str, object], level: str) -> dict[str, str]:
+    """The report as table rows: each guarantee's row status, and the exit status."""
     rows = report["guarantees"]
     assert isinstance(rows, list)
-    return {row["id"]: row["status"] for row in rows}
+    return {**{row["id"]: row["status"] for row in rows}, f"exit status, --level {level}": str(report["exit_status"])}
+
+
+def certify_as_documented(store: str, tmp_path: Path, level: str) -> None:
+    """Certify ``store`` and compare every row the table has for ``level`` (guarantee rows only at full level)."""
+    expected = {
+        row: verdict
+        for row, verdict in EXPECTED[store].items()
+        if row == f"exit status, --level {level}" or (level == "full" and not row.startswith("exit status"))
+    }
+    for attempt in range(1, ATTEMPTS + 1):
+        actual = verdicts(certify(TARGETS[store], tmp_path / f"{level}-{attempt}", "--level", level), level)
+        mismatches = {
+            row: (want, actual.get(row, "MISSING")) for row, want in expected.items() if actual.get(row) != want
+        }
+        inconclusive = "INCONCLUSIVE" in actual.values()
+        if (
+            not mismatches
+            or not inconclusive
+            or any(got != "INCONCLUSIVE" for row, (_, got) in mismatches.items() if not row.startswith("exit status"))
+        ):
+            break
+    assert not mismatches, (
+        f"vision-agents' {store} at --level {level} no longer matches docs/certify.md "
+        f"(row: (documented, actual)): {mismatches}"
+    )
 
 
 @pytest.fixture
@@ -81,16 +113,9 @@ def test_the_documented_table_covers_every_guarantee_and_both_levels() -> None:
 
 @pytest.mark.parametrize("store", list(TARGETS))
 def test_the_full_report_matches_the_documented_table(store: str, server_url: str, tmp_path: Path) -> None:
-    report = certify(TARGETS[store], tmp_path)
-    expected = EXPECTED[store]
-    actual = {**verdicts(report), "exit status, --level full": str(report["exit_status"])}
-    assert actual == {row: verdict for row, verdict in expected.items() if row != "exit status, --level seed"}, (
-        f"vision-agents' {store} no longer matches docs/certify.md"
-    )
+    certify_as_documented(store, tmp_path, "full")
 
 
 @pytest.mark.parametrize("store", list(TARGETS))
 def test_the_seed_level_report_matches_the_documented_exit_status(store: str, server_url: str, tmp_path: Path) -> None:
-    report = certify(TARGETS[store], tmp_path, "--level", "seed")
-    assert str(report["exit_status"]) == EXPECTED[store]["exit status, --level seed"]
-    assert report["passed"] == (report["exit_status"] == 0)
+    certify_as_documented(store, tmp_path, "seed")

@@ -64,7 +64,7 @@ class RedisServerError(SessionKVError):
 
 
 class RedisServerNotFoundError(RedisServerError):
-    """No redis-server binary is available; the message says how to install or point at one."""
+    """No server binary is available, or the one named explicitly does not exist; the message says what to do."""
 
 
 SERVER_NAMES: Final = ("redis-server", "valkey-server")
