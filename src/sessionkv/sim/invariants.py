@@ -100,7 +100,10 @@ class Analysis:
         self.lost_at: dict[str, list[float]] = {}
         self.limit_rejects = 0
         self.close_lost = 0
-        self._healthy: dict[str, list[bool]] = {}
+        # running sessions unseen by the observer while their node was healthy: node -> key -> (since, index)
+        self._invisible: dict[str, dict[str, tuple[float, int]]] = {n: {} for n in scenario.node_names}
+        self._reported_invisible: set[int] = set()
+        self.invisible: list[tuple[SessionRun, float, int, float, int]] = []
         self.max_latency = max(scenario.latency.high, 0.0)
 
         running: dict[str, SessionRun] = {}
@@ -153,6 +156,7 @@ class Analysis:
                 if run_or_none is not None:
                     run_or_none.stop, run_or_none.stop_index, run_or_none.reason = t, index, str(value)
                     by_node[run_or_none.node].pop(key, None)
+                    self._invisible[run_or_none.node].pop(key, None)
             elif f == "leave":
                 idle[key] = t
                 if key in running:
@@ -190,8 +194,17 @@ class Analysis:
             self._wrote(key, node, t, t_invoke, ttl, type_, running, alive_until, conditional=xx)
         elif f == "mset":
             keys, ttl = value[0][1], value[1][1]
+            expiry = (t_invoke + ttl, t_invoke)
+            ok = type_ == OK
+            get = running.get
             for k in keys:
-                self._wrote(k, node, t, t_invoke, ttl, type_, running, alive_until, conditional=False)
+                run = get(k)
+                if run is not None and run.node == node:
+                    run.last_write = t
+                    if ok:
+                        run.acks.append(t)
+                if ok:
+                    alive_until[k] = expiry
         elif f == "delete" and type_ == OK:
             for k in value:
                 self.deletes.setdefault(k, []).append((t, index))
@@ -227,18 +240,33 @@ class Analysis:
         cut_since: dict[str, float],
         alive_until: dict[str, tuple[float, float]],
     ) -> None:
+        """One observer read: samples, losses by the store, and the invisible stretches of running sessions."""
         self.observations.append(Observation(t, index, keys))
+        ttl = self.scenario.ttl
+        rounded = round(t, 6)
         for node, runs in by_node.items():
-            visible = 0
-            for key in runs:
-                if key in keys:
-                    visible += 1
-                else:
-                    expected = alive_until.get(key)
-                    if expected is not None and expected[0] > t + EPSILON:
-                        self.lost_writes.add((key, expected[1]))
-                        self.lost_at.setdefault(key, []).append(t)
-            self.samples.append({"t": round(t, 6), "node": node, "running": len(runs), "visible": visible})
+            missing = runs.keys() - keys if runs else set()
+            self.samples.append({"t": rounded, "node": node, "running": len(runs), "visible": len(runs) - len(missing)})
+            for key in missing:
+                expected = alive_until.get(key)
+                if expected is not None and expected[0] > t + EPSILON:
+                    self.lost_writes.add((key, expected[1]))
+                    self.lost_at.setdefault(key, []).append(t)
+            invisible = self._invisible[node]
+            if node not in alive_since or node in cut_since:
+                invisible.clear()
+                continue
+            for key in [key for key in invisible if key not in missing]:
+                del invisible[key]
+            for key in missing:
+                since = invisible.get(key)
+                if since is None:
+                    invisible[key] = (t, index)
+                elif t - since[0] > ttl:
+                    run = runs[key]
+                    if run.start_index not in self._reported_invisible:
+                        self._reported_invisible.add(run.start_index)
+                        self.invisible.append((run, since[0], since[1], t, index))
 
     def _nemesis(
         self,
@@ -289,13 +317,6 @@ class Analysis:
                 return candidate
         return None
 
-    def healthy_flags(self, node: str) -> list[bool]:
-        """For each observation, whether ``node`` was healthy at its time (computed once per node)."""
-        flags = self._healthy.get(node)
-        if flags is None:
-            flags = self._healthy[node] = [self.healthy(node, obs.time) for obs in self.observations]
-        return flags
-
     def observations_after(self, t: float) -> list[Observation]:
         return self.observations[bisect.bisect_right(self.observation_times, t) :]
 
@@ -309,7 +330,7 @@ class Analysis:
         gaps: list[float] = []
         for run in self.runs:
             acks = run.acks
-            gaps.extend(round(b - a, 6) for a, b in itertools.pairwise(acks))
+            gaps.extend([b - a for a, b in itertools.pairwise(acks)])
         return gaps
 
     def restarted_after(self, key: str, t: float) -> float | None:
@@ -370,37 +391,20 @@ def running_session_visible(a: Analysis) -> Check:
     name = "running-session-visible"
     ttl = a.scenario.ttl
     found: list[Violation] = []
-    observations = a.observations
-    for run in a.runs:
-        stop = run.stop if run.stop is not None else a.end + 1
-        stretch: float | None = None
-        start_index = run.start_index
-        healthy = a.healthy_flags(run.node)
-        key = run.key
-        for position in range(bisect.bisect_right(a.observation_times, run.start), len(observations)):
-            obs = observations[position]
-            if obs.time >= stop:
-                break
-            if key in obs.keys or not healthy[position]:
-                stretch = None
-                continue
-            if stretch is None:
-                stretch, start_index = obs.time, obs.index
-            elif obs.time - stretch > ttl:
-                lost = [t for t in a.lost_at.get(key, ()) if stretch - ttl <= t <= obs.time]
-                found.append(
-                    Violation(
-                        name,
-                        "store" if lost else "node",
-                        f"{key} runs on {run.node} (healthy, connected) but was invisible from "
-                        f"t={stretch:.3f} to t={obs.time:.3f} (> TTL {ttl}s)"
-                        + ("; the store lost its acknowledged record" if lost else ""),
-                        obs.time,
-                        run.node,
-                        [run.start_index, start_index, obs.index],
-                    )
-                )
-                break
+    for run, since, since_index, seen_at, seen_index in a.invisible:
+        lost = [t for t in a.lost_at.get(run.key, ()) if since - ttl <= t <= seen_at]
+        found.append(
+            Violation(
+                name,
+                "store" if lost else "node",
+                f"{run.key} runs on {run.node} (healthy, connected) but was invisible from "
+                f"t={since:.3f} to t={seen_at:.3f} (> TTL {ttl}s)"
+                + ("; the store lost its acknowledged record" if lost else ""),
+                seen_at,
+                run.node,
+                [run.start_index, since_index, seen_index],
+            )
+        )
     if found:
         return Check(name, "violated", f"{len(found)} running session(s) invisible for longer than the TTL", found)
     if not a.runs:

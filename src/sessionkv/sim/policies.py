@@ -105,6 +105,7 @@ class _Launcher:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.sessions: dict[str, SimSession] = {}
+        self.calls: dict[str, str] = {}  # session_id -> call_id, kept in step with sessions
         self.running = False
         self.start_lock = asyncio.Lock()
 
@@ -117,12 +118,14 @@ class _Launcher:
     def _join(self, call_id: str, session_id: str) -> SimSession:
         session = SimSession(call_id, session_id, self.ctx.wall(), self.ctx.monotonic())
         self.sessions[session_id] = session
+        self.calls[session_id] = call_id
         self.ctx.session_started(call_id, session_id)
         return session
 
     def _pop(self, session_id: str, reason: str) -> SimSession | None:
         session = self.sessions.pop(session_id, None)
         if session is not None:
+            del self.calls[session_id]
             self.ctx.session_stopped(session.call_id, session_id, reason)
         return session
 
@@ -323,16 +326,17 @@ class HardenedLauncher(_Launcher):
 
     async def cycle(self) -> None:
         """Close what must close, then heartbeat everything that still runs, in a handful of store calls."""
-        now = self.ctx.monotonic()
-        for session in list(self.sessions.values()):
-            idle_for = 0.0 if session.idle_since_mono is None else now - session.idle_since_mono
-            reason = self._limits_reached(session, now - session.joined_mono, idle_for)
-            if reason is not None:
-                self._retire(session.session_id, reason)
+        ctx = self.ctx
+        if ctx.idle_timeout or ctx.max_session_duration is not None:
+            now = ctx.monotonic()
+            for session in list(self.sessions.values()):
+                idle_for = 0.0 if session.idle_since_mono is None else now - session.idle_since_mono
+                reason = self._limits_reached(session, now - session.joined_mono, idle_for)
+                if reason is not None:
+                    self._retire(session.session_id, reason)
         if self.sessions:
             try:
-                sessions_map = {sid: s.call_id for sid, s in self.sessions.items()}
-                for session_id in await self.ctx.registry.get_close_requests(sessions_map):
+                for session_id in await ctx.registry.get_close_requests(self.calls):
                     self._retire(session_id, "close_request")
             except Exception:
                 logger.debug("%s: failed to check close requests", self.ctx.node_id, exc_info=True)
