@@ -46,6 +46,7 @@ class NodeState:
 
     __slots__ = (
         "alive",
+        "cuts",
         "latency",
         "latency_rng",
         "launch_rng",
@@ -55,6 +56,7 @@ class NodeState:
         "running",
         "skew",
         "slow",
+        "slow_windows",
         "tasks",
         "view",
     )
@@ -63,6 +65,8 @@ class NodeState:
         self.name = name
         self.alive = False
         self.partitioned = False
+        self.cuts: set[int] = set()  # partition windows in force
+        self.slow_windows: dict[int, Latency] = {}
         self.skew = 0.0
         self.latency = latency
         self.slow: Latency | None = None
@@ -346,13 +350,15 @@ class Engine:
         if scenario.autostart:
             for name in scenario.node_names:
                 self._start_node(self.states[name], "node_start")
-        for action in scenario.timeline():
+        for window, action in enumerate(scenario.timeline()):
+            if action.verb in ("partition", "slow_store"):
+                # windows may overlap: each start and its end carry the same window number
+                action = dataclasses.replace(action, args=(*action.args, ("window", window)))
+                if action.duration is not None:
+                    end_verb = "heal" if action.verb == "partition" else "unslow"
+                    end = Action(action.at + action.duration, end_verb, action.node, None, (("window", window),))
+                    self._timers.append(loop.call_at(origin + end.at, self._fire, end))
             self._timers.append(loop.call_at(origin + action.at, self._fire, action))
-            if action.duration is not None and action.verb in ("partition", "slow_store"):
-                end = Action(
-                    action.at + action.duration, "heal" if action.verb == "partition" else "unslow", action.node
-                )
-                self._timers.append(loop.call_at(origin + end.at, self._fire, end))
         observer = asyncio.create_task(self._observe())
         try:
             await asyncio.sleep(scenario.duration)
@@ -490,27 +496,32 @@ class Engine:
             assert state is not None
             self._nemesis("stop", (("node", state.name),))
             self._run_task(self.client, self._stop_node(state), f"{state.name}/node")
-        elif verb == "partition":
+        elif verb in ("partition", "heal"):
             assert state is not None
-            self._nemesis("partition", (("node", state.name),))
-            state.partitioned = True
+            window = action.arg("window")
+            self._nemesis(verb, (("node", state.name), ("window", window)))
+            if verb == "partition":
+                state.cuts.add(window)
+            else:
+                state.cuts.discard(window)
+            state.partitioned = bool(state.cuts)
             if self.real is not None:
-                self.real.cut(state.name, True)
-        elif verb == "heal":
-            assert state is not None
-            self._nemesis("heal", (("node", state.name),))
-            state.partitioned = False
-            if self.real is not None:
-                self.real.cut(state.name, False)
-        elif verb == "slow_store":
-            latency = Latency(action.arg("low"), action.arg("high"))
-            self._nemesis("slow", (("node", action.node), ("low", latency.low), ("high", latency.high)))
-            for target in [state] if state is not None else [*self.states.values(), self.client]:
-                target.slow = latency
-        elif verb == "unslow":
-            self._nemesis("unslow", (("node", action.node),))
-            for target in [state] if state is not None else [*self.states.values(), self.client]:
-                target.slow = None
+                self.real.cut(state.name, state.partitioned)
+        elif verb in ("slow_store", "unslow"):
+            window = action.arg("window")
+            targets = [state] if state is not None else [*self.states.values(), self.client]
+            if verb == "slow_store":
+                latency = Latency(action.arg("low"), action.arg("high"))
+                value = (("node", action.node), ("low", latency.low), ("high", latency.high), ("window", window))
+                self._nemesis("slow", value)
+                for target in targets:
+                    target.slow_windows[window] = latency
+            else:
+                self._nemesis("unslow", (("node", action.node), ("window", window)))
+                for target in targets:
+                    target.slow_windows.pop(window, None)
+            for target in targets:  # overlapping windows: the slowest applies
+                target.slow = max(target.slow_windows.values(), key=lambda lat: lat.high, default=None)
         elif verb == "store_restart":
             keep = bool(action.arg("keep_data", False))
             self._nemesis("store_restart" if keep else "store_wipe", None)

@@ -103,6 +103,7 @@ class Analysis:
         # running sessions unseen by the observer while their node was healthy: node -> key -> (since, index)
         self._invisible: dict[str, dict[str, tuple[float, int]]] = {n: {} for n in scenario.node_names}
         self._reported_invisible: set[int] = set()
+        self._cut_depth: dict[str, int] = {}
         self.invisible: list[tuple[SessionRun, float, int, float, int]] = []
         self.max_latency = max(scenario.latency.high, 0.0)
 
@@ -110,7 +111,7 @@ class Analysis:
         by_node: dict[str, dict[str, SessionRun]] = {n: {} for n in scenario.node_names}
         alive_since: dict[str, float] = {}
         cut_since: dict[str, float] = {}
-        open_faults: dict[tuple[str, str | None], dict[str, Any]] = {}
+        open_faults: dict[tuple[str, Any], dict[str, Any]] = {}
         pending: dict[str, int] = {}
         alive_until: dict[str, tuple[float, float]] = {}  # key -> (expected expiry, write invoke time)
         idle: dict[str, float] = {}
@@ -171,6 +172,10 @@ class Analysis:
             self.faults.append(fault)
         self.faults.sort(key=lambda fault: (fault["start"], fault["kind"], str(fault["node"])))
         self.observation_times = [obs.time for obs in self.observations]
+        self.wipes: list[float] = [fault["start"] for fault in self.faults if fault["kind"] == "store_wipe"]
+        for request in self.close_requests:
+            if self.flag_lost_by_store(request) is not None:
+                self.lost_writes.add((CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :], request.time))
 
     # -- the pass ------------------------------------------------------------------------------------------------------
 
@@ -274,28 +279,31 @@ class Analysis:
         f: str,
         value: Any,
         cut_since: dict[str, float],
-        open_faults: dict[tuple[str, str | None], dict[str, Any]],
+        open_faults: dict[tuple[str, Any], dict[str, Any]],
     ) -> None:
         args = dict(value) if isinstance(value, tuple) else {}
-        node = str(args.get("node"))
-        if f == "partition":
-            cut_since[node] = t
-            open_faults[("partition", node)] = {"kind": "partition", "node": node, "start": t, "end": None}
-        elif f == "heal":
-            if node in cut_since:
-                self.cut[node].append((cut_since.pop(node), t))
-            fault = open_faults.pop(("partition", node), None)
+        node: str | None = args.get("node")
+        cut_node = str(node)
+        window = args.get("window")
+        if f in ("partition", "slow"):
+            open_faults[(f, window)] = {"kind": f, "node": node, "start": t, "end": None}
+            if f == "slow":
+                self.max_latency = max(self.max_latency, float(args.get("high", 0.0)))
+            else:
+                depth = self._cut_depth.get(cut_node, 0)
+                self._cut_depth[cut_node] = depth + 1
+                if depth == 0:
+                    cut_since[cut_node] = t
+        elif f in ("heal", "unslow"):
+            fault = open_faults.pop(("partition" if f == "heal" else "slow", window), None)
             if fault is not None:
                 fault["end"] = t
                 self.faults.append(fault)
-        elif f == "slow":
-            self.max_latency = max(self.max_latency, float(args.get("high", 0.0)))
-            open_faults[("slow", node)] = {"kind": "slow", "node": node, "start": t, "end": None}
-        elif f == "unslow":
-            fault = open_faults.pop(("slow", node), None)
-            if fault is not None:
-                fault["end"] = t
-                self.faults.append(fault)
+            if f == "heal":
+                depth = self._cut_depth.get(cut_node, 0) - 1
+                self._cut_depth[cut_node] = max(depth, 0)
+                if depth == 0 and cut_node in cut_since:
+                    self.cut[cut_node].append((cut_since.pop(cut_node), t))
         else:
             self.faults.append({"kind": f, "node": node, "start": t, "end": t})
 
@@ -305,16 +313,31 @@ class Analysis:
         """Whether ``node`` runs and reaches the store at ``t``."""
         return _windows_contain(self.alive[node], t) and not _windows_contain(self.cut[node], t)
 
-    def reachable_from(self, node: str, t: float) -> float | None:
-        """The first instant >= ``t`` at which ``node`` is healthy (``None`` if never before the end)."""
-        if self.healthy(node, t):
-            return t
-        candidates = [end for _, end in self.cut[node] if end > t] + [
-            start for start, _ in self.alive[node] if start > t
-        ]
-        for candidate in sorted(candidates):
-            if candidate <= self.end and self.healthy(node, candidate):
-                return candidate
+    def reachable_from(self, node: str, t: float, span: float = 0.0) -> float | None:
+        """The first instant ``s >= t`` from which ``node`` stays healthy for ``span`` seconds (``None`` if none
+        before the end of the run)."""
+        candidates = [t, *(end for _, end in self.cut[node] if end > t), *(s for s, _ in self.alive[node] if s > t)]
+        for start in sorted(candidates):
+            if start > self.end:
+                break
+            if self.healthy_throughout(node, start, start + span):
+                return start
+        return None
+
+    def healthy_throughout(self, node: str, start: float, end: float) -> bool:
+        """Whether ``node`` runs and reaches the store during all of ``[start, end]``."""
+        if any(cut_start <= end and cut_end > start for cut_start, cut_end in self.cut[node]):
+            return False
+        return any(up <= start and down > end for up, down in self.alive[node])
+
+    def flag_lost_by_store(self, request: CloseRequest) -> float | None:
+        """When the store lost this close flag (a restart without data while it was alive and not yet removed)."""
+        flag = CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :]
+        for wipe in self.wipes:
+            if request.time <= wipe < request.time + request.ttl:
+                if any(request.time <= deleted <= wipe for deleted, _ in self.deletes.get(flag, ())):
+                    return None
+                return wipe
         return None
 
     def observations_after(self, t: float) -> list[Observation]:
@@ -436,7 +459,7 @@ def close_request_honoured(a: Analysis) -> Check:
         if match is None:
             continue
         run = match
-        reachable = a.reachable_from(run.node, request.time)
+        reachable = a.reachable_from(run.node, request.time, slack)
         if reachable is None:
             continue
         deadline = reachable + slack
@@ -447,6 +470,8 @@ def close_request_honoured(a: Analysis) -> Check:
             continue
         if run.stop is not None and run.reason == "node_crash":
             continue
+        if a.flag_lost_by_store(request) is not None:
+            continue  # the store lost the flag: counted in lost_acknowledged_writes, no node could honour it
         lost = request.time + request.ttl < deadline
         if lost:
             a.close_lost += 1
