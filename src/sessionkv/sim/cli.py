@@ -240,9 +240,9 @@ def _print_summary(result: RunResult) -> None:
             print(f"         [{violation.attribution}] {violation.message}")
             for index in sorted(set(violation.events))[:4]:
                 event = result.history.event(index, result.history.events[index])
-                print(
-                    f"           #{index} t={event['time']} {event['node']} {event['type']} {event['f']} {event['key']}"
-                )
+                where = event["key"] or ""
+                line = f"#{index} t={event['time']} {event['node']} {event['type']} {event['f']} {where}"
+                print(f"           {line}".rstrip())
         if len(check.violations) > 3:
             print(f"         ... and {len(check.violations) - 3} more")
     for name, met in result.coverage:

@@ -104,6 +104,7 @@ class Analysis:
         self._invisible: dict[str, dict[str, tuple[float, int]]] = {n: {} for n in scenario.node_names}
         self._reported_invisible: set[int] = set()
         self._cut_depth: dict[str, int] = {}
+        self.wipe_events: list[tuple[float, int]] = []  # (time, index) of each restart of the store without data
         self.invisible: list[tuple[SessionRun, float, int, float, int]] = []
         self.max_latency = max(scenario.latency.high, 0.0)
 
@@ -140,6 +141,8 @@ class Analysis:
                 continue
             if key is None:
                 if node == "nemesis":
+                    if f == "store_wipe":
+                        self.wipe_events.append((t, index))
                     self._nemesis(t, f, value, cut_since, open_faults)
                 elif f == "node_start":
                     alive_since[node] = t
@@ -416,6 +419,7 @@ def running_session_visible(a: Analysis) -> Check:
     found: list[Violation] = []
     for run, since, since_index, seen_at, seen_index in a.invisible:
         lost = [t for t in a.lost_at.get(run.key, ()) if since - ttl <= t <= seen_at]
+        wipes = [index for t, index in a.wipe_events if since - ttl <= t <= seen_at] if lost else []
         found.append(
             Violation(
                 name,
@@ -425,7 +429,7 @@ def running_session_visible(a: Analysis) -> Check:
                 + ("; the store lost its acknowledged record" if lost else ""),
                 seen_at,
                 run.node,
-                [run.start_index, since_index, seen_index],
+                [run.start_index, *wipes[:1], since_index, seen_index],
             )
         )
     if found:
