@@ -19,7 +19,7 @@ import asyncio
 import contextvars
 import dataclasses
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from sessionkv.errors import StoreUnavailableError
@@ -28,6 +28,7 @@ from sessionkv.sim.history import FAIL, INFO, INVOKE, OK, History
 from sessionkv.sim.model import Action, Latency, Parameters, Scenario, ScenarioError
 from sessionkv.sim.policies import NodeLogic, Policy
 from sessionkv.store import SessionKVStore
+from sessionkv.testing.virtual_time import VirtualTimeLoop
 
 if TYPE_CHECKING:
     from sessionkv.sim.realredis import RealRedisBackend
@@ -102,22 +103,22 @@ class StoreView(SessionKVStore):
         process = _PROCESS.get()
         node = state.name
         add((now(), node, process, INVOKE, f, key, value, None))
-        if state.partitioned and self._simulated:
-            await asyncio.sleep(self._timeout)
-            add((now(), node, process, FAIL, f, key, None, "unreachable"))
-            raise StoreUnavailableError(f"{node} is cut from the store", operation=f)
-        latency = state.draw_latency()
+        simulated = self._simulated
+        unreachable = cut = False
         try:
-            if latency:
-                await asyncio.sleep(latency)
-            if (
-                state.partitioned and self._simulated
-            ):  # cut while in flight: the node waits for its timeout, never learns the outcome
-                if latency < self._timeout:
-                    await asyncio.sleep(self._timeout - latency)
-                add((now(), node, process, INFO if write else FAIL, f, key, None, "cut in flight"))
-                raise StoreUnavailableError(f"{node} was cut from the store during {f}", operation=f)
-            result = await call()
+            if state.partitioned and simulated:  # no connection: fails after the timeout, certainly not applied
+                unreachable = True
+                await engine.sleep(self._timeout)
+            else:
+                latency = state.draw_latency()
+                if latency:
+                    await engine.sleep(latency)
+                if state.partitioned and simulated:  # cut while in flight: the node waits for its timeout
+                    cut = True
+                    if latency < self._timeout:
+                        await engine.sleep(self._timeout - latency)
+                else:
+                    result = await call()
         except asyncio.CancelledError:
             if not engine.ended:
                 add((now(), node, process, INFO, f, key, None, "cancelled"))
@@ -126,6 +127,12 @@ class StoreView(SessionKVStore):
             if not engine.ended:
                 add((now(), node, process, INFO if write else FAIL, f, key, None, type(exc).__name__))
             raise
+        if unreachable:
+            add((now(), node, process, FAIL, f, key, None, "unreachable"))
+            raise StoreUnavailableError(f"{node} is cut from the store", operation=f)
+        if cut:  # the request never arrived, but the node cannot know: a write's outcome is unknown to it
+            add((now(), node, process, INFO if write else FAIL, f, key, None, "cut in flight"))
+            raise StoreUnavailableError(f"{node} was cut from the store during {f}", operation=f)
         add((now(), node, process, OK, f, key, _summary(f, result), None))
         return result
 
@@ -280,6 +287,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self.progress: Callable[[float], None] | None = None
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.notes: list[str] = []
 
     # -- running -----------------------------------------------------------------------------------------------------
@@ -334,6 +342,14 @@ class Engine:
     async def _main(self) -> None:
         self.store = await self.open_store()
         await self.store.start()
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, VirtualTimeLoop):  # integer-nanosecond timers, without asyncio.sleep's float detour
+            sleep_until_ns, now_ns = loop.sleep_until_ns, self.now_ns
+
+            def sleep(seconds: float) -> Awaitable[None]:
+                return sleep_until_ns(now_ns() + round(seconds * 1e9))
+
+            self.sleep = sleep
         try:
             await self.drive()
         finally:
