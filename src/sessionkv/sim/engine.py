@@ -48,6 +48,7 @@ class NodeState:
     __slots__ = (
         "alive",
         "cuts",
+        "generation",
         "latency",
         "latency_rng",
         "launch_rng",
@@ -77,6 +78,7 @@ class NodeState:
         self.tasks: dict[asyncio.Task[None], str] = {}
         self.running: dict[str, str] = {}  # session_id -> call_id, from the node's own reports
         self.view: StoreView | None = None
+        self.generation = 0  # incarnation number, bumped by every start
 
     def draw_latency(self) -> float:
         latency = self.slow or self.latency
@@ -217,6 +219,7 @@ class Context:
         self.max_session_duration = scenario.max_session_duration
         self.idle_timeout = scenario.idle_timeout
         self.clock = registry.clock
+        self._generation = state.generation
 
     def monotonic(self) -> float:
         return self._engine.now_ns() / 1e9
@@ -227,26 +230,32 @@ class Context:
     def launch_delay(self) -> float:
         return self._engine.scenario.launch_delay.draw(self._state.launch_rng)
 
+    def _live(self) -> bool:
+        """Whether this context's incarnation is the node's current one (a crash or stop ends it)."""
+        state = self._state
+        return state.alive and state.generation == self._generation and not self._engine.ended
+
     def spawn(self, coro: Coroutine[Any, Any, None], role: str) -> asyncio.Task[None]:
-        if self._state.logic is None or not self._state.alive:
+        if not self._live():
             coro.close()
             raise RuntimeError(f"node {self.node_id} is not running")
         return self._engine.spawn(self._state, coro, f"{self.node_id}/{role}")
 
     def _event(self, f: str, call_id: str, session_id: str, value: Any) -> None:
         engine = self._engine
-        if engine.ended or self._state.logic is None:
+        if not self._live():
             return
         engine.history.events.append(
             (engine.now_ns(), self.node_id, _PROCESS.get(), OK, f, _session_key(call_id, session_id), value, None)
         )
 
     def session_started(self, call_id: str, session_id: str) -> None:
-        self._state.running[session_id] = call_id
-        self._event("session_start", call_id, session_id, call_id)
+        if self._live():
+            self._state.running[session_id] = call_id
+            self._event("session_start", call_id, session_id, call_id)
 
     def session_stopped(self, call_id: str, session_id: str, reason: str) -> None:
-        if self._state.running.pop(session_id, None) is not None:
+        if self._live() and self._state.running.pop(session_id, None) is not None:
             self._event("session_stop", call_id, session_id, reason)
 
     def limit_rejected(self, call_id: str, session_id: str) -> None:
@@ -442,6 +451,7 @@ class Engine:
         state.view = view
         registry = SessionRegistry(view, node_id=state.name, ttl=self.scenario.ttl, clock=NodeClock(self, state))
         state.alive = True
+        state.generation += 1
         state.running = {}
         state.logic = self.policy.node(Context(self, state, registry))
         self._nemesis_like(state.name, f"{state.name}/node", event, None)

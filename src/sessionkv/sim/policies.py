@@ -99,6 +99,12 @@ class SimSession:
     info: SessionInfo | None = None
 
 
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has finished unwinding (vision-agents' ``cancel_and_wait``)."""
+    task.cancel()
+    await asyncio.wait([task])
+
+
 class _Launcher:
     """State shared by both policies: the local session map and the reports; not a policy on its own."""
 
@@ -172,7 +178,7 @@ class FaithfulLauncher(_Launcher):
     async def stop(self) -> None:
         self.running = False
         if self.maintenance is not None:
-            self.maintenance.cancel()
+            await _cancel_and_wait(self.maintenance)
         for session_id in list(self.sessions):
             session = self._pop(session_id, "node_stop")
             if session is not None:
@@ -288,6 +294,7 @@ class HardenedLauncher(_Launcher):
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
         self.supervisor: asyncio.Task[None] | None = None
+        self.worker: asyncio.Task[None] | None = None
         self.to_remove: dict[str, str] = {}  # session_id -> call_id whose record still has to be deleted
 
     async def start(self) -> None:
@@ -296,8 +303,9 @@ class HardenedLauncher(_Launcher):
 
     async def stop(self) -> None:
         self.running = False
-        if self.supervisor is not None:
-            self.supervisor.cancel()
+        for task in (self.supervisor, self.worker):
+            if task is not None:
+                await _cancel_and_wait(task)
         for session_id in list(self.sessions):
             session = self._pop(session_id, "node_stop")
             if session is not None:
@@ -306,7 +314,7 @@ class HardenedLauncher(_Launcher):
 
     async def _supervise(self) -> None:
         while self.running:
-            worker = self.ctx.spawn(self._maintenance_loop(), "maint")
+            worker = self.worker = self.ctx.spawn(self._maintenance_loop(), "maint")
             await asyncio.wait([worker])
             if worker.cancelled():
                 logger.debug("%s: maintenance task died; restarting it", self.ctx.node_id)
@@ -360,7 +368,7 @@ class HardenedLauncher(_Launcher):
             except Exception:
                 logger.debug("%s: remove of %s failed; retrying next cycle", self.ctx.node_id, session_id)
                 continue
-            del self.to_remove[session_id]
+            self.to_remove.pop(session_id, None)  # the other remover (open_session, loop) may have been first
 
     async def open_session(self, call_id: str, session_id: str) -> None:
         async with self.start_lock:
