@@ -174,7 +174,7 @@ def _run(options: argparse.Namespace) -> int:
     params = _params(options, options.seed)
     schedule = _load_schedule(options.schedule) if options.schedule else None
     scenario = build(options.scenario, params)
-    total = scenario.duration
+    total = scenario.duration * (options.time_scale if options.backend == "redis" else 1.0)
     with _progress(f"{options.scenario} ({options.policy}, {options.backend})", total) as progress:
         result = run_scenario(
             options.scenario,
