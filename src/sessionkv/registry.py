@@ -391,7 +391,9 @@ class SessionRegistry:
         """
         cache: dict[int, tuple[SessionInfo, dict[str, MetricValue], str, str, str]] = getattr(self, "_batch_cache", {})
         fresh: dict[int, tuple[SessionInfo, dict[str, MetricValue], str, str, str]] = {}
-        parts: list[tuple[str, str, str]] = []
+        stamp = repr(float(self.clock.time()))
+        ttl = self.ttl
+        items: list[tuple[str, bytes, float]] = []
         for info in infos:
             entry = cache.get(id(info))
             if entry is None or entry[0] is not info or entry[1] != info.metrics:
@@ -412,12 +414,10 @@ class SessionRegistry:
                 )[:-1]
                 entry = (info, checked, key, f'{head}, "metrics_updated_at": ', f', "metrics": {metrics}}}')
             fresh[id(info)] = entry
-            parts.append(entry[2:])
+            items.append((entry[2], f"{entry[3]}{stamp}{entry[4]}".encode(), ttl))
         self._batch_cache = fresh
-        if parts:
-            stamp = repr(float(self.clock.time()))
-            ttl = self.ttl
-            await self.store.mset([(key, f"{head}{stamp}{tail}".encode(), ttl) for key, head, tail in parts])
+        if items:
+            await self.store.mset(items)
 
     # -- reads -----------------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessionkv.sim import Parameters, builtin_scenarios, run_scenario
+from sessionkv.sim import Parameters, Scenario, builtin_scenarios, run_scenario
 
 # scenario -> invariants the faithful policy violates (hardened: none, every time)
 FAITHFUL_VIOLATES: dict[str, set[str]] = {
@@ -18,10 +18,11 @@ FAITHFUL_VIOLATES: dict[str, set[str]] = {
     "slow-store": {"running-session-visible", "heartbeat-gaps"},
     "per-call-limit-race": {"per-call-limit"},
     "clock-skew": {"session-limits-honoured"},
+    "swarm": {"running-session-visible", "close-request-honoured"},  # seed 1's draw: wipes, partitions, ...
 }
 
 
-def test_the_ten_scenarios_ship() -> None:
+def test_the_scenarios_ship() -> None:
     assert sorted(builtin_scenarios()) == sorted(FAITHFUL_VIOLATES)
 
 
@@ -77,6 +78,33 @@ def test_verdicts_do_not_depend_on_the_seed(seed: int) -> None:
             "running-session-visible"
             in run_scenario(scenario, policy="faithful", params=Parameters(seed=seed)).violated()
         )
+
+
+def test_hardened_holds_whatever_faults_the_swarm_draws() -> None:
+    kinds: set[str] = set()
+    for seed in range(1, 16):
+        result = run_scenario("swarm", policy="hardened", params=Parameters(seed=seed))
+        assert result.verdict == "ok", (seed, [v.message for c in result.checks for v in c.violations])
+        kinds |= {fault["kind"] for fault in result.analysis.faults}
+    assert {"crash", "partition", "slow", "store_wipe", "clock_jump", "maint_kill"} <= kinds
+
+
+def test_overlapping_partitions_keep_the_node_cut_until_the_last_heal() -> None:
+    def overlapping(p: Parameters) -> Scenario:
+        s = Scenario("overlap", nodes=2, duration=120.0)
+        s.open("n1", "c1", at=1.0)
+        s.partition("n1", at=10.0, duration=20.0)
+        s.partition("n1", at=20.0, duration=40.0)
+        return s
+
+    result = run_scenario(overlapping, policy="hardened", params=Parameters(seed=1))
+    assert result.analysis.cut["n1"] == [(10.0, 60.0)]
+    failures = [e[0] / 1e9 for e in result.history.events if e[1] == "n1" and e[3] in ("fail", "info")]
+    assert failures
+    assert min(failures) > 10.0
+    assert max(failures) < 62.0
+    assert any(t > 45.0 for t in failures)  # still cut after the first window's heal at 30 s
+    assert [f["kind"] for f in result.to_json()["timeline"]["faults"]] == ["partition", "partition"]
 
 
 def test_parameters_resize_a_scenario() -> None:

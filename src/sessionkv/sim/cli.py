@@ -174,7 +174,7 @@ def _run(options: argparse.Namespace) -> int:
     params = _params(options, options.seed)
     schedule = _load_schedule(options.schedule) if options.schedule else None
     scenario = build(options.scenario, params)
-    total = scenario.duration
+    total = scenario.duration * (options.time_scale if options.backend == "redis" else 1.0)
     with _progress(f"{options.scenario} ({options.policy}, {options.backend})", total) as progress:
         result = run_scenario(
             options.scenario,
@@ -240,9 +240,9 @@ def _print_summary(result: RunResult) -> None:
             print(f"         [{violation.attribution}] {violation.message}")
             for index in sorted(set(violation.events))[:4]:
                 event = result.history.event(index, result.history.events[index])
-                print(
-                    f"           #{index} t={event['time']} {event['node']} {event['type']} {event['f']} {event['key']}"
-                )
+                where = event["key"] or ""
+                line = f"#{index} t={event['time']} {event['node']} {event['type']} {event['f']} {where}"
+                print(f"           {line}".rstrip())
         if len(check.violations) > 3:
             print(f"         ... and {len(check.violations) - 3} more")
     for name, met in result.coverage:

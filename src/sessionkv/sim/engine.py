@@ -19,7 +19,7 @@ import asyncio
 import contextvars
 import dataclasses
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from sessionkv.errors import StoreUnavailableError
@@ -28,6 +28,7 @@ from sessionkv.sim.history import FAIL, INFO, INVOKE, OK, History
 from sessionkv.sim.model import Action, Latency, Parameters, Scenario, ScenarioError
 from sessionkv.sim.policies import NodeLogic, Policy
 from sessionkv.store import SessionKVStore
+from sessionkv.testing.virtual_time import VirtualTimeLoop
 
 if TYPE_CHECKING:
     from sessionkv.sim.realredis import RealRedisBackend
@@ -46,6 +47,8 @@ class NodeState:
 
     __slots__ = (
         "alive",
+        "cuts",
+        "generation",
         "latency",
         "latency_rng",
         "launch_rng",
@@ -55,6 +58,7 @@ class NodeState:
         "running",
         "skew",
         "slow",
+        "slow_windows",
         "tasks",
         "view",
     )
@@ -63,6 +67,8 @@ class NodeState:
         self.name = name
         self.alive = False
         self.partitioned = False
+        self.cuts: set[int] = set()  # partition windows in force
+        self.slow_windows: dict[int, Latency] = {}
         self.skew = 0.0
         self.latency = latency
         self.slow: Latency | None = None
@@ -72,6 +78,7 @@ class NodeState:
         self.tasks: dict[asyncio.Task[None], str] = {}
         self.running: dict[str, str] = {}  # session_id -> call_id, from the node's own reports
         self.view: StoreView | None = None
+        self.generation = 0  # incarnation number, bumped by every start
 
     def draw_latency(self) -> float:
         latency = self.slow or self.latency
@@ -98,22 +105,22 @@ class StoreView(SessionKVStore):
         process = _PROCESS.get()
         node = state.name
         add((now(), node, process, INVOKE, f, key, value, None))
-        if state.partitioned and self._simulated:
-            await asyncio.sleep(self._timeout)
-            add((now(), node, process, FAIL, f, key, None, "unreachable"))
-            raise StoreUnavailableError(f"{node} is cut from the store", operation=f)
-        latency = state.draw_latency()
+        simulated = self._simulated
+        unreachable = cut = False
         try:
-            if latency:
-                await asyncio.sleep(latency)
-            if (
-                state.partitioned and self._simulated
-            ):  # cut while in flight: the node waits for its timeout, never learns the outcome
-                if latency < self._timeout:
-                    await asyncio.sleep(self._timeout - latency)
-                add((now(), node, process, INFO if write else FAIL, f, key, None, "cut in flight"))
-                raise StoreUnavailableError(f"{node} was cut from the store during {f}", operation=f)
-            result = await call()
+            if state.partitioned and simulated:  # no connection: fails after the timeout, certainly not applied
+                unreachable = True
+                await engine.sleep(self._timeout)
+            else:
+                latency = state.draw_latency()
+                if latency:
+                    await engine.sleep(latency)
+                if state.partitioned and simulated:  # cut while in flight: the node waits for its timeout
+                    cut = True
+                    if latency < self._timeout:
+                        await engine.sleep(self._timeout - latency)
+                else:
+                    result = await call()
         except asyncio.CancelledError:
             if not engine.ended:
                 add((now(), node, process, INFO, f, key, None, "cancelled"))
@@ -122,6 +129,12 @@ class StoreView(SessionKVStore):
             if not engine.ended:
                 add((now(), node, process, INFO if write else FAIL, f, key, None, type(exc).__name__))
             raise
+        if unreachable:
+            add((now(), node, process, FAIL, f, key, None, "unreachable"))
+            raise StoreUnavailableError(f"{node} is cut from the store", operation=f)
+        if cut:  # the request never arrived, but the node cannot know: a write's outcome is unknown to it
+            add((now(), node, process, INFO if write else FAIL, f, key, None, "cut in flight"))
+            raise StoreUnavailableError(f"{node} was cut from the store during {f}", operation=f)
         add((now(), node, process, OK, f, key, _summary(f, result), None))
         return result
 
@@ -206,6 +219,7 @@ class Context:
         self.max_session_duration = scenario.max_session_duration
         self.idle_timeout = scenario.idle_timeout
         self.clock = registry.clock
+        self._generation = state.generation
 
     def monotonic(self) -> float:
         return self._engine.now_ns() / 1e9
@@ -216,26 +230,32 @@ class Context:
     def launch_delay(self) -> float:
         return self._engine.scenario.launch_delay.draw(self._state.launch_rng)
 
+    def _live(self) -> bool:
+        """Whether this context's incarnation is the node's current one (a crash or stop ends it)."""
+        state = self._state
+        return state.alive and state.generation == self._generation and not self._engine.ended
+
     def spawn(self, coro: Coroutine[Any, Any, None], role: str) -> asyncio.Task[None]:
-        if self._state.logic is None or not self._state.alive:
+        if not self._live():
             coro.close()
             raise RuntimeError(f"node {self.node_id} is not running")
         return self._engine.spawn(self._state, coro, f"{self.node_id}/{role}")
 
     def _event(self, f: str, call_id: str, session_id: str, value: Any) -> None:
         engine = self._engine
-        if engine.ended or self._state.logic is None:
+        if not self._live():
             return
         engine.history.events.append(
             (engine.now_ns(), self.node_id, _PROCESS.get(), OK, f, _session_key(call_id, session_id), value, None)
         )
 
     def session_started(self, call_id: str, session_id: str) -> None:
-        self._state.running[session_id] = call_id
-        self._event("session_start", call_id, session_id, call_id)
+        if self._live():
+            self._state.running[session_id] = call_id
+            self._event("session_start", call_id, session_id, call_id)
 
     def session_stopped(self, call_id: str, session_id: str, reason: str) -> None:
-        if self._state.running.pop(session_id, None) is not None:
+        if self._live() and self._state.running.pop(session_id, None) is not None:
             self._event("session_stop", call_id, session_id, reason)
 
     def limit_rejected(self, call_id: str, session_id: str) -> None:
@@ -276,6 +296,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
         self.progress: Callable[[float], None] | None = None
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.notes: list[str] = []
 
     # -- running -----------------------------------------------------------------------------------------------------
@@ -330,6 +351,14 @@ class Engine:
     async def _main(self) -> None:
         self.store = await self.open_store()
         await self.store.start()
+        loop = asyncio.get_running_loop()
+        if isinstance(loop, VirtualTimeLoop):  # integer-nanosecond timers, without asyncio.sleep's float detour
+            sleep_until_ns, now_ns = loop.sleep_until_ns, self.now_ns
+
+            def sleep(seconds: float) -> Awaitable[None]:
+                return sleep_until_ns(now_ns() + round(seconds * 1e9))
+
+            self.sleep = sleep
         try:
             await self.drive()
         finally:
@@ -346,13 +375,15 @@ class Engine:
         if scenario.autostart:
             for name in scenario.node_names:
                 self._start_node(self.states[name], "node_start")
-        for action in scenario.timeline():
+        for window, action in enumerate(scenario.timeline()):
+            if action.verb in ("partition", "slow_store"):
+                # windows may overlap: each start and its end carry the same window number
+                action = dataclasses.replace(action, args=(*action.args, ("window", window)))
+                if action.duration is not None:
+                    end_verb = "heal" if action.verb == "partition" else "unslow"
+                    end = Action(action.at + action.duration, end_verb, action.node, None, (("window", window),))
+                    self._timers.append(loop.call_at(origin + end.at, self._fire, end))
             self._timers.append(loop.call_at(origin + action.at, self._fire, action))
-            if action.duration is not None and action.verb in ("partition", "slow_store"):
-                end = Action(
-                    action.at + action.duration, "heal" if action.verb == "partition" else "unslow", action.node
-                )
-                self._timers.append(loop.call_at(origin + end.at, self._fire, end))
         observer = asyncio.create_task(self._observe())
         try:
             await asyncio.sleep(scenario.duration)
@@ -420,6 +451,7 @@ class Engine:
         state.view = view
         registry = SessionRegistry(view, node_id=state.name, ttl=self.scenario.ttl, clock=NodeClock(self, state))
         state.alive = True
+        state.generation += 1
         state.running = {}
         state.logic = self.policy.node(Context(self, state, registry))
         self._nemesis_like(state.name, f"{state.name}/node", event, None)
@@ -490,27 +522,32 @@ class Engine:
             assert state is not None
             self._nemesis("stop", (("node", state.name),))
             self._run_task(self.client, self._stop_node(state), f"{state.name}/node")
-        elif verb == "partition":
+        elif verb in ("partition", "heal"):
             assert state is not None
-            self._nemesis("partition", (("node", state.name),))
-            state.partitioned = True
+            window = action.arg("window")
+            self._nemesis(verb, (("node", state.name), ("window", window)))
+            if verb == "partition":
+                state.cuts.add(window)
+            else:
+                state.cuts.discard(window)
+            state.partitioned = bool(state.cuts)
             if self.real is not None:
-                self.real.cut(state.name, True)
-        elif verb == "heal":
-            assert state is not None
-            self._nemesis("heal", (("node", state.name),))
-            state.partitioned = False
-            if self.real is not None:
-                self.real.cut(state.name, False)
-        elif verb == "slow_store":
-            latency = Latency(action.arg("low"), action.arg("high"))
-            self._nemesis("slow", (("node", action.node), ("low", latency.low), ("high", latency.high)))
-            for target in [state] if state is not None else [*self.states.values(), self.client]:
-                target.slow = latency
-        elif verb == "unslow":
-            self._nemesis("unslow", (("node", action.node),))
-            for target in [state] if state is not None else [*self.states.values(), self.client]:
-                target.slow = None
+                self.real.cut(state.name, state.partitioned)
+        elif verb in ("slow_store", "unslow"):
+            window = action.arg("window")
+            targets = [state] if state is not None else [*self.states.values(), self.client]
+            if verb == "slow_store":
+                latency = Latency(action.arg("low"), action.arg("high"))
+                value = (("node", action.node), ("low", latency.low), ("high", latency.high), ("window", window))
+                self._nemesis("slow", value)
+                for target in targets:
+                    target.slow_windows[window] = latency
+            else:
+                self._nemesis("unslow", (("node", action.node), ("window", window)))
+                for target in targets:
+                    target.slow_windows.pop(window, None)
+            for target in targets:  # overlapping windows: the slowest applies
+                target.slow = max(target.slow_windows.values(), key=lambda lat: lat.high, default=None)
         elif verb == "store_restart":
             keep = bool(action.arg("keep_data", False))
             self._nemesis("store_restart" if keep else "store_wipe", None)

@@ -95,8 +95,22 @@ class History:
 
     @staticmethod
     def canonical(event: Event) -> str:
-        """The canonical text of one event (what the trace hash covers); tuples of keys are already sorted."""
-        return repr(event)
+        """The canonical text of one event (what the trace hash covers): its fields joined by a control character,
+        key lists joined too (``repr`` of every key would dominate the cost of hashing a long run)."""
+        value = event[6]
+        try:
+            if type(value) is not tuple or not value:
+                text = repr(value)
+            elif type(value[0]) is str:
+                text = "\x1f".join(value)
+            else:
+                text = "\x1e".join(
+                    f"{name}={chr(31).join(item) if type(item) is tuple else repr(item)}" for name, item in value
+                )
+        except (TypeError, ValueError):  # a value of another shape (a user's f): its repr is canonical enough
+            text = repr(value)
+        head = "\x1d".join(map(str, event[:6]))
+        return f"{head}\x1d{text}\x1d{event[7]}"
 
     def trace_hash(self) -> str:
         """blake2b (128-bit) of the canonical history: equal exactly when the recorded events are equal."""

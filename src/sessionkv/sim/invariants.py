@@ -100,14 +100,19 @@ class Analysis:
         self.lost_at: dict[str, list[float]] = {}
         self.limit_rejects = 0
         self.close_lost = 0
-        self._healthy: dict[str, list[bool]] = {}
+        # running sessions unseen by the observer while their node was healthy: node -> key -> (since, index)
+        self._invisible: dict[str, dict[str, tuple[float, int]]] = {n: {} for n in scenario.node_names}
+        self._reported_invisible: set[int] = set()
+        self._cut_depth: dict[str, int] = {}
+        self.wipe_events: list[tuple[float, int]] = []  # (time, index) of each restart of the store without data
+        self.invisible: list[tuple[SessionRun, float, int, float, int]] = []
         self.max_latency = max(scenario.latency.high, 0.0)
 
         running: dict[str, SessionRun] = {}
         by_node: dict[str, dict[str, SessionRun]] = {n: {} for n in scenario.node_names}
         alive_since: dict[str, float] = {}
         cut_since: dict[str, float] = {}
-        open_faults: dict[tuple[str, str | None], dict[str, Any]] = {}
+        open_faults: dict[tuple[str, Any], dict[str, Any]] = {}
         pending: dict[str, int] = {}
         alive_until: dict[str, tuple[float, float]] = {}  # key -> (expected expiry, write invoke time)
         idle: dict[str, float] = {}
@@ -136,6 +141,8 @@ class Analysis:
                 continue
             if key is None:
                 if node == "nemesis":
+                    if f == "store_wipe":
+                        self.wipe_events.append((t, index))
                     self._nemesis(t, f, value, cut_since, open_faults)
                 elif f == "node_start":
                     alive_since[node] = t
@@ -153,6 +160,7 @@ class Analysis:
                 if run_or_none is not None:
                     run_or_none.stop, run_or_none.stop_index, run_or_none.reason = t, index, str(value)
                     by_node[run_or_none.node].pop(key, None)
+                    self._invisible[run_or_none.node].pop(key, None)
             elif f == "leave":
                 idle[key] = t
                 if key in running:
@@ -167,6 +175,10 @@ class Analysis:
             self.faults.append(fault)
         self.faults.sort(key=lambda fault: (fault["start"], fault["kind"], str(fault["node"])))
         self.observation_times = [obs.time for obs in self.observations]
+        self.wipes: list[float] = [fault["start"] for fault in self.faults if fault["kind"] == "store_wipe"]
+        for request in self.close_requests:
+            if self.flag_lost_by_store(request) is not None:
+                self.lost_writes.add((CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :], request.time))
 
     # -- the pass ------------------------------------------------------------------------------------------------------
 
@@ -190,8 +202,17 @@ class Analysis:
             self._wrote(key, node, t, t_invoke, ttl, type_, running, alive_until, conditional=xx)
         elif f == "mset":
             keys, ttl = value[0][1], value[1][1]
+            expiry = (t_invoke + ttl, t_invoke)
+            ok = type_ == OK
+            get = running.get
             for k in keys:
-                self._wrote(k, node, t, t_invoke, ttl, type_, running, alive_until, conditional=False)
+                run = get(k)
+                if run is not None and run.node == node:
+                    run.last_write = t
+                    if ok:
+                        run.acks.append(t)
+                if ok:
+                    alive_until[k] = expiry
         elif f == "delete" and type_ == OK:
             for k in value:
                 self.deletes.setdefault(k, []).append((t, index))
@@ -227,18 +248,33 @@ class Analysis:
         cut_since: dict[str, float],
         alive_until: dict[str, tuple[float, float]],
     ) -> None:
+        """One observer read: samples, losses by the store, and the invisible stretches of running sessions."""
         self.observations.append(Observation(t, index, keys))
+        ttl = self.scenario.ttl
+        rounded = round(t, 6)
         for node, runs in by_node.items():
-            visible = 0
-            for key in runs:
-                if key in keys:
-                    visible += 1
-                else:
-                    expected = alive_until.get(key)
-                    if expected is not None and expected[0] > t + EPSILON:
-                        self.lost_writes.add((key, expected[1]))
-                        self.lost_at.setdefault(key, []).append(t)
-            self.samples.append({"t": round(t, 6), "node": node, "running": len(runs), "visible": visible})
+            missing = runs.keys() - keys if runs else set()
+            self.samples.append({"t": rounded, "node": node, "running": len(runs), "visible": len(runs) - len(missing)})
+            for key in missing:
+                expected = alive_until.get(key)
+                if expected is not None and expected[0] > t + EPSILON:
+                    self.lost_writes.add((key, expected[1]))
+                    self.lost_at.setdefault(key, []).append(t)
+            invisible = self._invisible[node]
+            if node not in alive_since or node in cut_since:
+                invisible.clear()
+                continue
+            for key in [key for key in invisible if key not in missing]:
+                del invisible[key]
+            for key in missing:
+                since = invisible.get(key)
+                if since is None:
+                    invisible[key] = (t, index)
+                elif t - since[0] > ttl:
+                    run = runs[key]
+                    if run.start_index not in self._reported_invisible:
+                        self._reported_invisible.add(run.start_index)
+                        self.invisible.append((run, since[0], since[1], t, index))
 
     def _nemesis(
         self,
@@ -246,28 +282,31 @@ class Analysis:
         f: str,
         value: Any,
         cut_since: dict[str, float],
-        open_faults: dict[tuple[str, str | None], dict[str, Any]],
+        open_faults: dict[tuple[str, Any], dict[str, Any]],
     ) -> None:
         args = dict(value) if isinstance(value, tuple) else {}
-        node = str(args.get("node"))
-        if f == "partition":
-            cut_since[node] = t
-            open_faults[("partition", node)] = {"kind": "partition", "node": node, "start": t, "end": None}
-        elif f == "heal":
-            if node in cut_since:
-                self.cut[node].append((cut_since.pop(node), t))
-            fault = open_faults.pop(("partition", node), None)
+        node: str | None = args.get("node")
+        cut_node = str(node)
+        window = args.get("window")
+        if f in ("partition", "slow"):
+            open_faults[(f, window)] = {"kind": f, "node": node, "start": t, "end": None}
+            if f == "slow":
+                self.max_latency = max(self.max_latency, float(args.get("high", 0.0)))
+            else:
+                depth = self._cut_depth.get(cut_node, 0)
+                self._cut_depth[cut_node] = depth + 1
+                if depth == 0:
+                    cut_since[cut_node] = t
+        elif f in ("heal", "unslow"):
+            fault = open_faults.pop(("partition" if f == "heal" else "slow", window), None)
             if fault is not None:
                 fault["end"] = t
                 self.faults.append(fault)
-        elif f == "slow":
-            self.max_latency = max(self.max_latency, float(args.get("high", 0.0)))
-            open_faults[("slow", node)] = {"kind": "slow", "node": node, "start": t, "end": None}
-        elif f == "unslow":
-            fault = open_faults.pop(("slow", node), None)
-            if fault is not None:
-                fault["end"] = t
-                self.faults.append(fault)
+            if f == "heal":
+                depth = self._cut_depth.get(cut_node, 0) - 1
+                self._cut_depth[cut_node] = max(depth, 0)
+                if depth == 0 and cut_node in cut_since:
+                    self.cut[cut_node].append((cut_since.pop(cut_node), t))
         else:
             self.faults.append({"kind": f, "node": node, "start": t, "end": t})
 
@@ -277,24 +316,32 @@ class Analysis:
         """Whether ``node`` runs and reaches the store at ``t``."""
         return _windows_contain(self.alive[node], t) and not _windows_contain(self.cut[node], t)
 
-    def reachable_from(self, node: str, t: float) -> float | None:
-        """The first instant >= ``t`` at which ``node`` is healthy (``None`` if never before the end)."""
-        if self.healthy(node, t):
-            return t
-        candidates = [end for _, end in self.cut[node] if end > t] + [
-            start for start, _ in self.alive[node] if start > t
-        ]
-        for candidate in sorted(candidates):
-            if candidate <= self.end and self.healthy(node, candidate):
-                return candidate
+    def reachable_from(self, node: str, t: float, span: float = 0.0) -> float | None:
+        """The first instant ``s >= t`` from which ``node`` stays healthy for ``span`` seconds (``None`` if none
+        before the end of the run)."""
+        candidates = [t, *(end for _, end in self.cut[node] if end > t), *(s for s, _ in self.alive[node] if s > t)]
+        for start in sorted(candidates):
+            if start > self.end:
+                break
+            if self.healthy_throughout(node, start, start + span):
+                return start
         return None
 
-    def healthy_flags(self, node: str) -> list[bool]:
-        """For each observation, whether ``node`` was healthy at its time (computed once per node)."""
-        flags = self._healthy.get(node)
-        if flags is None:
-            flags = self._healthy[node] = [self.healthy(node, obs.time) for obs in self.observations]
-        return flags
+    def healthy_throughout(self, node: str, start: float, end: float) -> bool:
+        """Whether ``node`` runs and reaches the store during all of ``[start, end]``."""
+        if any(cut_start <= end and cut_end > start for cut_start, cut_end in self.cut[node]):
+            return False
+        return any(up <= start and down > end for up, down in self.alive[node])
+
+    def flag_lost_by_store(self, request: CloseRequest) -> float | None:
+        """When the store lost this close flag (a restart without data while it was alive and not yet removed)."""
+        flag = CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :]
+        for wipe in self.wipes:
+            if request.time <= wipe < request.time + request.ttl:
+                if any(request.time <= deleted <= wipe for deleted, _ in self.deletes.get(flag, ())):
+                    return None
+                return wipe
+        return None
 
     def observations_after(self, t: float) -> list[Observation]:
         return self.observations[bisect.bisect_right(self.observation_times, t) :]
@@ -309,7 +356,7 @@ class Analysis:
         gaps: list[float] = []
         for run in self.runs:
             acks = run.acks
-            gaps.extend(round(b - a, 6) for a, b in itertools.pairwise(acks))
+            gaps.extend([b - a for a, b in itertools.pairwise(acks)])
         return gaps
 
     def restarted_after(self, key: str, t: float) -> float | None:
@@ -370,37 +417,21 @@ def running_session_visible(a: Analysis) -> Check:
     name = "running-session-visible"
     ttl = a.scenario.ttl
     found: list[Violation] = []
-    observations = a.observations
-    for run in a.runs:
-        stop = run.stop if run.stop is not None else a.end + 1
-        stretch: float | None = None
-        start_index = run.start_index
-        healthy = a.healthy_flags(run.node)
-        key = run.key
-        for position in range(bisect.bisect_right(a.observation_times, run.start), len(observations)):
-            obs = observations[position]
-            if obs.time >= stop:
-                break
-            if key in obs.keys or not healthy[position]:
-                stretch = None
-                continue
-            if stretch is None:
-                stretch, start_index = obs.time, obs.index
-            elif obs.time - stretch > ttl:
-                lost = [t for t in a.lost_at.get(key, ()) if stretch - ttl <= t <= obs.time]
-                found.append(
-                    Violation(
-                        name,
-                        "store" if lost else "node",
-                        f"{key} runs on {run.node} (healthy, connected) but was invisible from "
-                        f"t={stretch:.3f} to t={obs.time:.3f} (> TTL {ttl}s)"
-                        + ("; the store lost its acknowledged record" if lost else ""),
-                        obs.time,
-                        run.node,
-                        [run.start_index, start_index, obs.index],
-                    )
-                )
-                break
+    for run, since, since_index, seen_at, seen_index in a.invisible:
+        lost = [t for t in a.lost_at.get(run.key, ()) if since - ttl <= t <= seen_at]
+        wipes = [index for t, index in a.wipe_events if since - ttl <= t <= seen_at] if lost else []
+        found.append(
+            Violation(
+                name,
+                "store" if lost else "node",
+                f"{run.key} runs on {run.node} (healthy, connected) but was invisible from "
+                f"t={since:.3f} to t={seen_at:.3f} (> TTL {ttl}s)"
+                + ("; the store lost its acknowledged record" if lost else ""),
+                seen_at,
+                run.node,
+                [run.start_index, *wipes[:1], since_index, seen_index],
+            )
+        )
     if found:
         return Check(name, "violated", f"{len(found)} running session(s) invisible for longer than the TTL", found)
     if not a.runs:
@@ -432,7 +463,7 @@ def close_request_honoured(a: Analysis) -> Check:
         if match is None:
             continue
         run = match
-        reachable = a.reachable_from(run.node, request.time)
+        reachable = a.reachable_from(run.node, request.time, slack)
         if reachable is None:
             continue
         deadline = reachable + slack
@@ -443,6 +474,8 @@ def close_request_honoured(a: Analysis) -> Check:
             continue
         if run.stop is not None and run.reason == "node_crash":
             continue
+        if a.flag_lost_by_store(request) is not None:
+            continue  # the store lost the flag: counted in lost_acknowledged_writes, no node could honour it
         lost = request.time + request.ttl < deadline
         if lost:
             a.close_lost += 1

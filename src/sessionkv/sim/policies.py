@@ -99,12 +99,19 @@ class SimSession:
     info: SessionInfo | None = None
 
 
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait until it has finished unwinding (vision-agents' ``cancel_and_wait``)."""
+    task.cancel()
+    await asyncio.wait([task])
+
+
 class _Launcher:
     """State shared by both policies: the local session map and the reports; not a policy on its own."""
 
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self.sessions: dict[str, SimSession] = {}
+        self.calls: dict[str, str] = {}  # session_id -> call_id, kept in step with sessions
         self.running = False
         self.start_lock = asyncio.Lock()
 
@@ -117,12 +124,14 @@ class _Launcher:
     def _join(self, call_id: str, session_id: str) -> SimSession:
         session = SimSession(call_id, session_id, self.ctx.wall(), self.ctx.monotonic())
         self.sessions[session_id] = session
+        self.calls[session_id] = call_id
         self.ctx.session_started(call_id, session_id)
         return session
 
     def _pop(self, session_id: str, reason: str) -> SimSession | None:
         session = self.sessions.pop(session_id, None)
         if session is not None:
+            del self.calls[session_id]
             self.ctx.session_stopped(session.call_id, session_id, reason)
         return session
 
@@ -169,7 +178,7 @@ class FaithfulLauncher(_Launcher):
     async def stop(self) -> None:
         self.running = False
         if self.maintenance is not None:
-            self.maintenance.cancel()
+            await _cancel_and_wait(self.maintenance)
         for session_id in list(self.sessions):
             session = self._pop(session_id, "node_stop")
             if session is not None:
@@ -285,6 +294,7 @@ class HardenedLauncher(_Launcher):
     def __init__(self, ctx: NodeContext) -> None:
         super().__init__(ctx)
         self.supervisor: asyncio.Task[None] | None = None
+        self.worker: asyncio.Task[None] | None = None
         self.to_remove: dict[str, str] = {}  # session_id -> call_id whose record still has to be deleted
 
     async def start(self) -> None:
@@ -293,8 +303,9 @@ class HardenedLauncher(_Launcher):
 
     async def stop(self) -> None:
         self.running = False
-        if self.supervisor is not None:
-            self.supervisor.cancel()
+        for task in (self.supervisor, self.worker):
+            if task is not None:
+                await _cancel_and_wait(task)
         for session_id in list(self.sessions):
             session = self._pop(session_id, "node_stop")
             if session is not None:
@@ -303,7 +314,7 @@ class HardenedLauncher(_Launcher):
 
     async def _supervise(self) -> None:
         while self.running:
-            worker = self.ctx.spawn(self._maintenance_loop(), "maint")
+            worker = self.worker = self.ctx.spawn(self._maintenance_loop(), "maint")
             await asyncio.wait([worker])
             if worker.cancelled():
                 logger.debug("%s: maintenance task died; restarting it", self.ctx.node_id)
@@ -323,16 +334,17 @@ class HardenedLauncher(_Launcher):
 
     async def cycle(self) -> None:
         """Close what must close, then heartbeat everything that still runs, in a handful of store calls."""
-        now = self.ctx.monotonic()
-        for session in list(self.sessions.values()):
-            idle_for = 0.0 if session.idle_since_mono is None else now - session.idle_since_mono
-            reason = self._limits_reached(session, now - session.joined_mono, idle_for)
-            if reason is not None:
-                self._retire(session.session_id, reason)
+        ctx = self.ctx
+        if ctx.idle_timeout or ctx.max_session_duration is not None:
+            now = ctx.monotonic()
+            for session in list(self.sessions.values()):
+                idle_for = 0.0 if session.idle_since_mono is None else now - session.idle_since_mono
+                reason = self._limits_reached(session, now - session.joined_mono, idle_for)
+                if reason is not None:
+                    self._retire(session.session_id, reason)
         if self.sessions:
             try:
-                sessions_map = {sid: s.call_id for sid, s in self.sessions.items()}
-                for session_id in await self.ctx.registry.get_close_requests(sessions_map):
+                for session_id in await ctx.registry.get_close_requests(self.calls):
                     self._retire(session_id, "close_request")
             except Exception:
                 logger.debug("%s: failed to check close requests", self.ctx.node_id, exc_info=True)
@@ -356,7 +368,7 @@ class HardenedLauncher(_Launcher):
             except Exception:
                 logger.debug("%s: remove of %s failed; retrying next cycle", self.ctx.node_id, session_id)
                 continue
-            del self.to_remove[session_id]
+            self.to_remove.pop(session_id, None)  # the other remover (open_session, loop) may have been first
 
     async def open_session(self, call_id: str, session_id: str) -> None:
         async with self.start_lock:

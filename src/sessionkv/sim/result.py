@@ -104,9 +104,14 @@ class RunResult:
 
 
 def reproduce_command(
-    scenario: str, backend: str, policy: str, params: Parameters, schedule_path: str | None = None
+    scenario: str,
+    backend: str,
+    policy: str,
+    params: Parameters,
+    schedule_path: str | None = None,
+    time_scale: float = 0.1,
 ) -> str:
-    """The exact ``sessionkv sim run`` command line that replays a run."""
+    """The exact ``sessionkv sim run`` command line that replays a run (on ``redis``: the same plan, not history)."""
     parts = ["sessionkv", "sim", "run", scenario, "--backend", backend, "--policy", policy, "--seed", str(params.seed)]
     if params.nodes is not None:
         parts += ["--nodes", str(params.nodes)]
@@ -116,6 +121,8 @@ def reproduce_command(
         parts += ["--duration", f"{params.duration:g}"]
     if schedule_path is not None:
         parts += ["--schedule", schedule_path]
+    if backend == "redis" and time_scale != 0.1:
+        parts += ["--time-scale", f"{time_scale:g}"]
     return shlex.join(parts)
 
 
@@ -220,6 +227,6 @@ def run_built(
         history=history,
         analysis=analysis,
         notes=notes,
-        reproduce=reproduce_command(label, backend, chosen.name, params, schedule_path),
+        reproduce=reproduce_command(label, backend, chosen.name, params, schedule_path, time_scale),
         schedule=scenario.timeline(),
     )
