@@ -41,7 +41,9 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
 
     ``sentinels``: ``(host, port)`` of one or more Sentinels. ``sentinel_kwargs``: connection options for the
     Sentinels themselves (e.g. a password); ``client_kwargs``: for the data connections (``username``, ``password``,
-    ``ssl``...). The store owns its client and closes it in :meth:`close`. Other arguments as
+    ``ssl``...). ``attempt_timeout``: seconds one command may wait for the server (socket timeouts; default a quarter
+    of ``operation_timeout``), so that a read stuck on a frozen primary is retried on the promoted one within the
+    deadline. The store owns its client and closes it in :meth:`close`. Other arguments as
     :class:`RedisSessionKVStore`.
     """
 
@@ -53,6 +55,7 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         indexed: bool = False,
         operation_timeout: float = 5.0,
+        attempt_timeout: float | None = None,
         read_retries: int = 8,
         sentinel_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
@@ -63,7 +66,9 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
         if not isinstance(service_name, str) or not service_name:
             raise TypeError(f"service_name must be a non-empty str, got {service_name!r}")
         timeout = float(_check_number("operation_timeout", operation_timeout, minimum=0, above=True))
-        connection = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        attempt = timeout / 4 if attempt_timeout is None else attempt_timeout
+        attempt = float(_check_number("attempt_timeout", attempt, minimum=0, above=True))
+        connection = {"socket_timeout": attempt, "socket_connect_timeout": attempt}
         self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
             [(str(host), int(port)) for host, port in sentinels],
             sentinel_kwargs={**connection, **(sentinel_kwargs or {})},
