@@ -74,6 +74,9 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
             sentinel_kwargs={**connection, **(sentinel_kwargs or {})},
             **connection,
         )
+        # our own copy: redis-py reorders Sentinel.sentinels in place, and concurrent discoveries can duplicate one
+        # entry over another, so closing what that list holds at the end can miss (leak) a Sentinel connection pool
+        self._sentinel_clients = list(self._sentinel.sentinels)
         client: aioredis.Redis = self._sentinel.master_for(
             service_name,
             redis_class=aioredis.Redis,
@@ -97,5 +100,5 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
         if self._closed:
             return
         await super().close()
-        for sentinel in self._sentinel.sentinels:
+        for sentinel in self._sentinel_clients:
             await sentinel.aclose()
