@@ -129,6 +129,14 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ResponseError) and str(exc).startswith(("BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN"))
 
 
+def _raised_inside_redis_py(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc``'s traceback is redis-py's code (not ours)."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and str(frame.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
+
+
 def _hash_tag_head(key_prefix: str, hash_tag: str | None) -> bytes:
     """The bytes in front of every key: ``key_prefix`` (plus ``{hash_tag}`` in the hash-tag layout)."""
     if hash_tag is None:
@@ -158,6 +166,11 @@ class RedisClusterSessionKVStore(SessionKVStore):
     :mod:`sessionkv.store` (to 1 ms, G06) except G07's atomicity across hash slots in the default layout, and
     ``keys()`` is not atomic against concurrent writes; ``hash_tag`` restores G07 in full (see the module docstring,
     which also states the retry and failover rules).
+
+    ``operation_timeout``: seconds, the deadline of each call, retries included. ``attempt_timeout``: seconds one
+    command may wait for its node (the socket timeouts of a client the store creates; default a quarter of
+    ``operation_timeout``), so that a read stuck on a frozen or partitioned primary is retried on the promoted replica
+    within the deadline. ``scan_count``: keys examined per SCAN round trip on each primary.
     """
 
     expiry_granularity_ns = 1_000_000
@@ -175,6 +188,7 @@ class RedisClusterSessionKVStore(SessionKVStore):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         hash_tag: str | None = None,
         operation_timeout: float = 5.0,
+        attempt_timeout: float | None = None,
         scan_count: int = DEFAULT_SCAN_COUNT,
     ) -> None:
         given = [name for name, value in (("client", client), ("url", url), ("startup_nodes", startup_nodes)) if value]
@@ -187,10 +201,13 @@ class RedisClusterSessionKVStore(SessionKVStore):
         self.hash_tag = hash_tag
         self._head = _hash_tag_head(self.key_prefix, hash_tag)
         self.operation_timeout = check_seconds("operation_timeout", operation_timeout)
+        if attempt_timeout is None:
+            attempt_timeout = self.operation_timeout / 4
+        self.attempt_timeout = check_seconds("attempt_timeout", attempt_timeout)
         self.scan_count = _check_count("scan_count", scan_count, minimum=1)
         if hash_tag is not None:
             self.certify_unsupported = MappingProxyType({})  # one slot: every batch is one atomic command
-        timeouts = {"socket_timeout": self.operation_timeout, "socket_connect_timeout": self.operation_timeout}
+        timeouts = {"socket_timeout": self.attempt_timeout, "socket_connect_timeout": self.attempt_timeout}
         no_replay = Retry(NoBackoff(), 0)  # redis-py must never re-send a write: see the module docstring
         if client is not None:
             if not isinstance(client, RedisCluster):
@@ -210,8 +227,8 @@ class RedisClusterSessionKVStore(SessionKVStore):
             self._client = RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in nodes],
                 retry=no_replay,
-                socket_timeout=self.operation_timeout,
-                socket_connect_timeout=self.operation_timeout,
+                socket_timeout=self.attempt_timeout,
+                socket_connect_timeout=self.attempt_timeout,
             )
             self._owns_client = True
         self.address = "redis-cluster://" + ",".join(
@@ -399,6 +416,16 @@ class RedisClusterSessionKVStore(SessionKVStore):
                         await self._refresh_map()
                     try:
                         return await call()
+                    except AttributeError as exc:
+                        if not _raised_inside_redis_py(exc):
+                            raise  # our own bug: never disguised as unavailability
+                        # redis-py closes every connection of the client on CLUSTERDOWN, including those other tasks
+                        # are using; a command on such a connection fails here before anything was sent
+                        last = RedisConnectionError(f"connection closed under the command by redis-py: {exc}")
+                        last.__cause__ = exc
+                        self._stale_map = True
+                        if not retry:
+                            raise last from exc
                     except (RedisError, RedisClusterException, OSError) as exc:
                         last = exc
                         if not _is_transient(exc):

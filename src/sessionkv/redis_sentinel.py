@@ -42,7 +42,9 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
 
     ``sentinels``: ``(host, port)`` of one or more Sentinels. ``sentinel_kwargs``: connection options for the
     Sentinels themselves (e.g. a password); ``client_kwargs``: for the data connections (``username``, ``password``,
-    ``ssl``...). The store owns its client and closes it in :meth:`close`. Other arguments as
+    ``ssl``...). ``attempt_timeout``: seconds one command may wait for the server (socket timeouts; default a quarter
+    of ``operation_timeout``), so that a read stuck on a frozen primary is retried on the promoted one within the
+    deadline. The store owns its client and closes it in :meth:`close`. Other arguments as
     :class:`RedisSessionKVStore`.
     """
 
@@ -54,6 +56,7 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         indexed: bool = False,
         operation_timeout: float = 5.0,
+        attempt_timeout: float | None = None,
         read_retries: int = 8,
         sentinel_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
@@ -64,12 +67,16 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
         if not isinstance(service_name, str) or not service_name:
             raise TypeError(f"service_name must be a non-empty str, got {service_name!r}")
         timeout = check_seconds("operation_timeout", operation_timeout)
-        connection = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        attempt = check_seconds("attempt_timeout", timeout / 4 if attempt_timeout is None else attempt_timeout)
+        connection = {"socket_timeout": attempt, "socket_connect_timeout": attempt}
         self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
             [(str(host), int(port)) for host, port in sentinels],
             sentinel_kwargs={**connection, **(sentinel_kwargs or {})},
             **connection,
         )
+        # our own copy: redis-py reorders Sentinel.sentinels in place, and concurrent discoveries can duplicate one
+        # entry over another, so closing what that list holds at the end can miss (leak) a Sentinel connection pool
+        self._sentinel_clients = list(self._sentinel.sentinels)
         client: aioredis.Redis = self._sentinel.master_for(
             service_name,
             redis_class=aioredis.Redis,
@@ -93,5 +100,5 @@ class RedisSentinelSessionKVStore(RedisSessionKVStore):
         if self._closed:
             return
         await super().close()
-        for sentinel in self._sentinel.sentinels:
+        for sentinel in self._sentinel_clients:
             await sentinel.aclose()

@@ -61,7 +61,8 @@ _REGION_BLOCKS: Final = 200
 _ADMIN_TIMEOUT_S: Final = 2.0
 _MANUAL_FAILOVER_S: Final = 5.0  # the server abandons a manual failover that has not completed in 5 s
 _POLL_S: Final = 0.02
-_DATA_ARGS: Final = ("--repl-diskless-sync-delay", "0")
+_DATA_ARGS: Final = ("--repl-diskless-sync-delay", "0", "--repl-diskless-load", "swapdb")
+"""Replication straight from socket to memory: a replica writes no dump.rdb that a restart would load."""
 _DIR_PREFIX: Final = "sessionkv-redis-"  # the prefix RedisServer's orphan clean-up knows: a dead owner's dir goes
 
 
@@ -207,12 +208,24 @@ def _quicken(sentinel: RedisServer) -> None:
 
 
 def _caught_up(primary: RedisServer, replicas: list[RedisServer]) -> bool | None:
-    """True when every replica has applied the primary's whole replication stream so far, else None."""
-    offset = int(_info(primary, "replication").get("master_repl_offset", -1))
+    """True when every replica follows the primary's current replication history (same replication id: a restarted
+    primary starts a new one) and has applied all of it so far, else None."""
+    state = _info(primary, "replication")
     for replica in replicas:
-        if int(_info(replica, "replication").get("slave_repl_offset", -2)) < offset:
+        seen = _info(replica, "replication")
+        if seen.get("master_link_status") != "up" or seen.get("master_replid") != state.get("master_replid"):
+            return None
+        if int(seen.get("slave_repl_offset", -1)) < int(state.get("master_repl_offset", 0)):
             return None
     return True
+
+
+def _start_empty(server: RedisServer) -> None:
+    """Start a stopped server with no data: a dump.rdb left in its directory (a replica's full sync writes one unless
+    loading diskless) would otherwise be loaded at start-up, persistence settings notwithstanding."""
+    if server.directory is not None:
+        (server.directory / "dump.rdb").unlink(missing_ok=True)
+    server.start()
 
 
 def _replica_args(primary: RedisServer) -> tuple[str, ...]:
@@ -379,8 +392,7 @@ class RedisClusterTopology:
                 "yes",
                 "--cluster-node-timeout",
                 str(self.node_timeout_ms),
-                "--repl-diskless-sync-delay",
-                "0",
+                *_DATA_ARGS,
             ),
         )
 
@@ -533,7 +545,7 @@ class RedisClusterTopology:
         server.kill()
         if after_failover and was_primary:
             self.wait_for_promotion(server)
-        server.start()
+        _start_empty(server)
 
     def wait_for_promotion(self, old_primary: RedisServer, timeout: float | None = None) -> RedisServer:
         """Wait until another node serves ``old_primary``'s slots as a primary and the live nodes report
@@ -598,7 +610,7 @@ class RedisClusterTopology:
             if server_paused(server):
                 server.resume()
             elif not server.running:
-                server.start()
+                _start_empty(server)
         self.wait_ready(timeout)
 
     def flush(self) -> None:
@@ -854,12 +866,12 @@ class RedisSentinelTopology:
             new = self.wait_for_promotion(server)
             self._rejoin_as_replica(server, new)
         else:
-            server.start()
+            _start_empty(server)
 
     def _rejoin_as_replica(self, server: RedisServer, primary: RedisServer) -> None:
         # started as a replica at once: Sentinel itself demotes a returning old primary only after about 8 s
         server.extra_args = _replica_args(primary)
-        server.start()
+        _start_empty(server)
 
     def manual_failover(self, timeout: float | None = None) -> RedisServer:
         """``SENTINEL FAILOVER`` (no agreement needed): promote the replica, demote the primary; returns the new
@@ -884,7 +896,7 @@ class RedisSentinelTopology:
             named = next(s for s in self.data_servers if s.port == int(self._sentinel_view()[1]))
             if not named.running:
                 if len(dead) == len(self.data_servers):
-                    named.restart()  # everything was lost: the named primary comes back, empty
+                    _start_empty(named)  # everything was lost: the named primary comes back, empty
                 else:
                     named = self.wait_for_promotion(named, timeout)
             for server in self.data_servers:
