@@ -13,10 +13,12 @@ load hurts each alike:
 * ``sessionkv``: our registry over our ``InMemorySessionKVStore``;
 * ``store calls``: only the store calls that operation makes, with arguments prepared in advance: what any registry
   over this store must pay; the difference is the registry's own cost (validation, keys, JSON);
-* ``vision-agents``: vision-agents' own ``SessionRegistry`` over its ``InMemorySessionKVStore``, with the real
-  ``AgentMetrics`` as metrics, when it can be imported: installed (run this script with the Python of an environment
-  that has ``vision-agents``), or from a source tree given with ``--vision-agents-src`` if that tree's modules import
-  without the package's heavy dependencies. Otherwise the line says why it is missing.
+* ``vision-agents``: vision-agents' own ``SessionRegistry`` over its ``InMemorySessionKVStore``, heartbeating the
+  real ``AgentMetrics``, when it can be imported: installed (run this script with the Python of an environment that
+  has ``vision-agents``), or from a source tree given with ``--vision-agents-src`` if that tree's modules import
+  without the package's heavy dependencies. Otherwise the line says why it is missing. With it comes
+  ``sessionkv, AgentMetrics``: ours heartbeating that same object (the plain ``sessionkv`` rows heartbeat a ``dict``
+  of the same values), so that the heartbeat rows compare like with like.
 
 Every figure is per call, in microseconds: median, p99, the worst call, and the first call (the first call of the
 operation in this process: cold caches, first-time code paths).
@@ -76,7 +78,7 @@ class Samples:
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
         ratio = "" if reference is None else f"{self.median_ns() / reference.median_ns():.2f}x"
         return (
-            f"  {what:<26} {self.median_ns() / 1e3:>10.2f} {p99 / 1e3:>10.2f} {ordered[-1] / 1e3:>10.1f} "
+            f"  {what:<24} {self.median_ns() / 1e3:>10.2f} {p99 / 1e3:>10.2f} {ordered[-1] / 1e3:>10.1f} "
             f"{self.first_ns / 1e3:>10.1f} {ratio:>9}"
         )
 
@@ -165,9 +167,9 @@ def registry_operations(registry: Any, store: Any, metrics: object) -> Implement
     )
 
 
-def ours() -> Implementation:
+def ours(metrics: object = METRICS) -> Implementation:
     store = InMemorySessionKVStore()
-    return registry_operations(SessionRegistry(store, node_id="node-a", ttl=3600.0), store, METRICS)
+    return registry_operations(SessionRegistry(store, node_id="node-a", ttl=3600.0), store, metrics)
 
 
 def store_calls() -> Implementation:
@@ -221,12 +223,17 @@ def load_vision_agents(source: Path | None) -> tuple[types.ModuleType | None, st
     return registry, f"source tree {source}"
 
 
+def agent_metrics() -> object:
+    """vision-agents' real ``AgentMetrics`` holding ``METRICS`` (vision-agents must be importable)."""
+    metrics_class: Any = importlib.import_module("vision_agents.core.observability.agent").AgentMetrics
+    return metrics_class.from_dict(METRICS)
+
+
 def vision_agents(package: types.ModuleType) -> Implementation:
     """Their registry over their in-memory store, heartbeating their real ``AgentMetrics``."""
-    agent_metrics: Any = importlib.import_module("vision_agents.core.observability.agent").AgentMetrics
     store = package.InMemorySessionKVStore()
     registry = package.SessionRegistry(store, node_id="node-a", ttl=3600.0)
-    return registry_operations(registry, store, agent_metrics.from_dict(METRICS))
+    return registry_operations(registry, store, agent_metrics())
 
 
 # -- the run -------------------------------------------------------------------------------------------------------
@@ -236,6 +243,8 @@ async def main_async(calls: int, rounds: int, source: Path | None) -> None:
     package, origin = load_vision_agents(source)
     implementations = {"sessionkv": ours(), "store calls": store_calls()}
     if package is not None:
+        # the same AgentMetrics object through ours, so that the heartbeat rows compare like with like
+        implementations["sessionkv, AgentMetrics"] = ours(agent_metrics())
         implementations["vision-agents"] = vision_agents(package)
     for implementation in implementations.values():
         await implementation.setup()
@@ -254,7 +263,7 @@ async def main_async(calls: int, rounds: int, source: Path | None) -> None:
     print(f"{SESSIONS} sessions registered, {CALLS} per call; Python {sys.version.split()[0]}")
     print(f"vision-agents: {origin if package is not None else 'not measured: ' + origin}")
     print("'vs' = the implementation's median / sessionkv's median (above 1: sessionkv is faster)")
-    print(f"  {'':<26} {'median':>10} {'p99':>10} {'worst':>10} {'first':>10} {'vs':>9}")
+    print(f"  {'':<24} {'median':>10} {'p99':>10} {'worst':>10} {'first':>10} {'vs':>9}")
     for name in operations:
         print(name)
         reference = results["sessionkv", name]

@@ -125,6 +125,7 @@ def test_same_result_gives_the_same_bytes(tmp_path: Path) -> None:
         {"verdict": "ok", "timeline": "not a mapping", "invariants": [None, 3], "violations": {"a": 1}},
         {"verdict": None, "timeline": {"samples": [{"t": "x"}, {"node": "n1"}, 5], "faults": [{"end": 3}]}},
         {"parameters": {"ttl_s": float("inf")}, "heartbeat_gaps_s": [-1.0, True], "stats": {"nested": {"a": [1]}}},
+        {"parameters": {"duration_s": 10**400}, "timeline": {"nodes": ["n1"], "marks": [{"t": 10**400}]}},
     ],
 )
 def test_malformed_optional_fields_never_break_the_report(tmp_path: Path, broken: dict[str, Any]) -> None:

@@ -81,7 +81,7 @@ def write_report(result: Mapping[str, Any], directory: str | os.PathLike[str]) -
     _draw_heartbeat_gaps(gaps, run)
     for figure, name in ((timeline, TIMELINE_PICTURE), (gaps, HEARTBEAT_PICTURE)):
         FigureCanvasAgg(figure)
-        # No "Software" entry: the same result gives the same bytes whatever matplotlib version drew it.
+        # No "Software" entry (it names the matplotlib version): the bytes depend only on what is drawn.
         figure.savefig(target / name, format="png", dpi=_DPI, metadata={"Software": None})
 
     index = target / INDEX_PAGE
@@ -101,10 +101,13 @@ def _sequence(value: object) -> Sequence[Any]:
 
 
 def _number(value: object) -> float | None:
-    """A finite float, or ``None`` for anything else (missing, text, bool, NaN)."""
+    """A finite float, or ``None`` for anything else (missing, text, bool, NaN, an int too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
     return number if math.isfinite(number) else None
 
 
