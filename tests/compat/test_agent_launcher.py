@@ -164,11 +164,6 @@ async def test_max_sessions_per_call_counts_the_sessions_of_every_node(
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the drop-in API from the regreport branch: update_metrics must accept AgentMetrics (an object with "
-    "to_dict()); until then the launcher logs a TypeError on every flush and the record expires",
-)
 async def test_heartbeats_carry_the_agents_metrics_and_keep_the_session_alive(
     nodes: tuple[SessionRegistry, SessionRegistry],
 ) -> None:
