@@ -7,7 +7,7 @@ from sessionkv.clock import Clock, SystemClock
 from sessionkv.errors import CorruptRecordError, SessionKVError, StoreClosedError, StoreUnavailableError
 from sessionkv.memory import InMemorySessionKVStore
 from sessionkv.redis_store import RedisSessionKVStore
-from sessionkv.registry import SessionInfo, SessionRegistry
+from sessionkv.registry import SessionInfo, SessionMetrics, SessionRegistry
 from sessionkv.store import GUARANTEES, MAX_TTL, SessionKVStore
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "SessionInfo",
     "SessionKVError",
     "SessionKVStore",
+    "SessionMetrics",
     "SessionRegistry",
     "StoreClosedError",
     "StoreUnavailableError",
