@@ -312,7 +312,9 @@ class Engine:
             clock = VirtualClock()
             self.now_ns = clock.now_ns
             self.wall_time = clock.time
-            run(self._main(), clock=clock)
+            # only fakeredis reads time.time(); everything else here reads the virtual clock itself (and freezegun,
+            # the wall-clock patch, is then not needed at all)
+            run(self._main(), clock=clock, patch_wall_clock=self.backend == "fakeredis")
         return RunOutput(self.history, self.scenario.duration, time.perf_counter() - started, self.notes)
 
     async def open_store(self) -> SessionKVStore:
