@@ -259,7 +259,9 @@ class Analysis:
         ttl = self.scenario.ttl
         rounded = round(t, 6)
         for node, runs in by_node.items():
-            missing = runs.keys() - keys if runs else set()
+            # a set difference in C, then sorted: set order depends on the process's string hashing
+            missing_set = runs.keys() - keys if runs else set()
+            missing = sorted(missing_set)
             self.samples.append({"t": rounded, "node": node, "running": len(runs), "visible": len(runs) - len(missing)})
             for key in missing:
                 expected = alive_until.get(key)
@@ -270,7 +272,7 @@ class Analysis:
             if node not in alive_since or node in cut_since:
                 invisible.clear()
                 continue
-            for key in [key for key in invisible if key not in missing]:
+            for key in [key for key in invisible if key not in missing_set]:
                 del invisible[key]
             for key in missing:
                 since = invisible.get(key)
