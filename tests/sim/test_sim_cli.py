@@ -198,3 +198,18 @@ def test_explore_gives_the_same_answer_whatever_the_number_of_workers() -> None:
 def test_explore_without_violation_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "explore", "per-call-limit-race", "--seeds", "3", "--jobs", "1"]) == 0
     assert "no violation" in capsys.readouterr().out
+
+
+def test_the_whole_result_does_not_depend_on_the_process(tmp_path: Path) -> None:
+    documents = []
+    for hash_seed in ("3", "4"):
+        path = tmp_path / f"r{hash_seed}.json"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        argv = ["sim", "run", "redis-restart-empty", "--policy", "faithful", "--json", str(path)]
+        subprocess.run([sys.executable, "-m", "sessionkv.cli", *argv], env=env, capture_output=True, check=False)
+        document = json.loads(path.read_text())
+        for volatile in ("wall_s", "analysis_s", "speed_x"):
+            document["stats"].pop(volatile)
+        documents.append(document)
+    assert documents[0] == documents[1]
+    assert documents[0]["violations"]

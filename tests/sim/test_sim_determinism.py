@@ -42,3 +42,17 @@ def test_first_divergence_names_the_first_differing_event() -> None:
     two.events.pop()
     assert one.first_divergence(two) == 1  # where the shorter one ends
     assert History().first_divergence(History()) is None
+
+
+def test_check_determinism_names_the_first_diverging_event(capsys: pytest.CaptureFixture[str]) -> None:
+    from sessionkv.sim.cli import _report_determinism
+
+    first = run_scenario("steady", params=Parameters(seed=1, duration=60.0)).history
+    second = run_scenario("steady", params=Parameters(seed=2, duration=60.0)).history
+    where = first.first_divergence(second)
+    assert where is not None
+    assert _report_determinism(first, second, first.trace_hash(), second.trace_hash()) == 1
+    err = capsys.readouterr().err
+    assert f"the runs diverge at event {where}" in err
+    assert f'"index": {where}' in err
+    assert _report_determinism(first, first, first.trace_hash(), first.trace_hash()) == 0

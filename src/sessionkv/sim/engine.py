@@ -39,8 +39,6 @@ BACKENDS: Final = ("memory", "fakeredis", "redis")
 
 _PROCESS: contextvars.ContextVar[str] = contextvars.ContextVar("sessionkv_sim_process", default="?")
 
-NodeEvent = Callable[[str, str, str, Any], None]
-
 
 class NodeState:
     """What the engine keeps per node name across incarnations: faults, clock skew, streams, the live logic."""
@@ -314,7 +312,9 @@ class Engine:
             clock = VirtualClock()
             self.now_ns = clock.now_ns
             self.wall_time = clock.time
-            run(self._main(), clock=clock)
+            # only fakeredis reads time.time(); everything else here reads the virtual clock itself (and freezegun,
+            # the wall-clock patch, is then not needed at all)
+            run(self._main(), clock=clock, patch_wall_clock=self.backend == "fakeredis")
         return RunOutput(self.history, self.scenario.duration, time.perf_counter() - started, self.notes)
 
     async def open_store(self) -> SessionKVStore:
@@ -521,7 +521,7 @@ class Engine:
         elif verb == "stop":
             assert state is not None
             self._nemesis("stop", (("node", state.name),))
-            self._run_task(self.client, self._stop_node(state), f"{state.name}/node")
+            self.spawn(self.client, self._stop_node(state), f"{state.name}/node")
         elif verb in ("partition", "heal"):
             assert state is not None
             window = action.arg("window")
@@ -551,7 +551,7 @@ class Engine:
         elif verb == "store_restart":
             keep = bool(action.arg("keep_data", False))
             self._nemesis("store_restart" if keep else "store_wipe", None)
-            self._run_task(self.client, self.wipe_store(keep), "nemesis")
+            self.spawn(self.client, self.wipe_store(keep), "nemesis")
         elif verb in ("clock_skew", "clock_jump"):
             assert state is not None
             if verb == "clock_skew":
@@ -576,9 +576,7 @@ class Engine:
             call, session = action.arg("call"), action.arg("session")
             if state is None:
                 registry = SessionRegistry(self.client.view, node_id="client", ttl=self.scenario.ttl)
-                self._run_task(
-                    self.client, self.policy.request_close(registry, call, session), f"client/close:{session}"
-                )
+                self.spawn(self.client, self.policy.request_close(registry, call, session), f"client/close:{session}")
             elif state.alive and state.logic is not None and state.view is not None:
                 registry = SessionRegistry(state.view, node_id=state.name, ttl=self.scenario.ttl)
                 self.spawn(state, self.policy.request_close(registry, call, session), f"{state.name}/close:{session}")
@@ -595,9 +593,6 @@ class Engine:
                     owner.logic.leave(action.arg("session"))
         else:  # pragma: no cover - Action.from_json and the Scenario verbs only make known verbs
             raise ScenarioError(f"unknown verb {verb!r}")
-
-    def _run_task(self, state: NodeState, coro: Coroutine[Any, Any, None], process: str) -> None:
-        self.spawn(state, coro, process)
 
 
 def make_policy(name: str) -> Policy:

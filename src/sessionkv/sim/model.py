@@ -16,7 +16,7 @@ import importlib.util
 import math
 import random
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -262,7 +262,8 @@ class Scenario:
         )
 
     def restart_store(self, *, at: float, keep_data: bool = False) -> None:
-        """Restart the store; ``keep_data=False`` loses everything (Redis without persistence)."""
+        """Restart the store; ``keep_data=False`` loses everything (Redis without persistence). With ``keep_data=True``
+        the restart is recorded but loses nothing, so the nodes see no difference."""
         self._add(at, "store_restart", None, keep_data=keep_data)
 
     def skew_clock(self, node: str, offset: float, *, at: float) -> None:
@@ -403,7 +404,3 @@ def build(name_or_path: str | Path | ScenarioFunction, params: Parameters) -> Sc
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def unique(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -194,17 +195,21 @@ def run_built(
     engine.progress = progress
     output = engine.run()
     notes.extend(output.notes)
-    analysis = Analysis(output.history, ran)
+    analysing = time.perf_counter()
+    analysis = Analysis(output.history, ran, latency_bound=ran.operation_timeout if backend == "redis" else 0.0)
     checks = check_all(analysis)
     coverage = [(guard.name, bool(guard.check(analysis))) for guard in ran.guards]
     unexpected = any(not v.expected for check in checks for v in check.violations)
     verdict = "violated" if unexpected else ("vacuous" if not all(met for _, met in coverage) else "ok")
     history = output.history
+    trace_hash = history.trace_hash()
+    analysis_s = time.perf_counter() - analysing
     stats = {
         "operations": analysis.operations,
         "events": len(history),
         "simulated_s": ran.duration,
         "wall_s": round(output.wall_s, 4),
+        "analysis_s": round(analysis_s, 4),
         "speed_x": round(ran.duration / output.wall_s, 1) if output.wall_s > 0 else None,
         "lost_acknowledged_writes": len(analysis.lost_writes),
         "close_requests_lost_to_ttl": analysis.close_lost,
@@ -219,7 +224,7 @@ def run_built(
         policy=chosen.name,
         seed=params.seed,
         parameters=ran.parameters_json(),
-        trace_hash=history.trace_hash(),
+        trace_hash=trace_hash,
         verdict=verdict,
         checks=checks,
         coverage=coverage,
