@@ -7,7 +7,10 @@ One upstream connection per client connection. Each direction of a connection go
 2. *bytes*: what stage 1 lets through is offered, chunk by chunk, to the :class:`ByteFault` s targeting that
    direction, then written to the socket.
 
-With no fault targeting a connection, data is written straight through (no queue, no extra task).
+With no fault targeting a connection, data is written straight through (no queue, no extra task). With no fault
+installed that needs frames at all, stage 1 is deferred: chunks are forwarded on arrival and framed later, in arrival
+order, when the transcript or the connections are read or a fault is added (``RedisFaultProxy._replay``), which gives
+the same transcript and connection state as framing on arrival, at no per-frame cost while traffic flows.
 """
 
 from __future__ import annotations
@@ -897,7 +900,9 @@ class RedisFaultProxy:
 
     ``resp=True`` frames commands and replies (needed by command faults and by the command/reply transcript);
     ``resp=False`` forwards raw bytes and supports byte faults only. ``transcript_limit`` bounds the transcript
-    (``None``: unbounded). ``connect_timeout_s`` bounds each upstream connection attempt.
+    (``None``: unbounded); traffic forwarded but not framed yet is kept up to 512 bytes per ``transcript_limit``
+    event, past which its connections are passed through raw (see docs/fault-injection.md). ``connect_timeout_s``
+    bounds each upstream connection attempt.
 
     :meth:`stop` closes every connection and returns only when no task or socket of the proxy remains.
     """
