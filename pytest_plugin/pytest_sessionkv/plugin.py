@@ -125,6 +125,26 @@ def _custom_factory_overridden(metafunc: pytest.Metafunc) -> bool:
 # -- the redis-server -----------------------------------------------------------------------------------------------
 
 
+_REDIS_FAILURE = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Once the session's Redis has failed (and the test that first needed it reported the error), every later test
+    that needs it skips with a one-line pointer instead of repeating the error: one clear error per session."""
+    failure = item.config.stash.get(_REDIS_FAILURE, None)
+    if failure is not None and _needs_redis(item):
+        pytest.skip(f"sessionkv Redis unavailable (error reported by the first test that needed it): {failure}")
+
+
+def _needs_redis(item: pytest.Item) -> bool:
+    """Whether ``item`` uses the session's Redis: directly, or as the ``redis`` backend of ``sessionkv_store``."""
+    if "sessionkv_redis_server" in getattr(item, "fixturenames", ()):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and callspec.params.get("sessionkv_store") == "redis"
+
+
 @pytest.fixture(scope="session")
 def sessionkv_redis_server(request: pytest.FixtureRequest) -> Iterator[RedisHandle]:
     """A real redis-server for this session (one per xdist worker), or the server of ``--sessionkv-redis-url``.
@@ -134,7 +154,11 @@ def sessionkv_redis_server(request: pytest.FixtureRequest) -> Iterator[RedisHand
     case it fails. Stopped at the end of the session, also after Ctrl-C; never outlives the worker.
     """
     settings: Settings = request.config.stash[Settings.key]
-    handle = start_redis(settings)
+    try:
+        handle = start_redis(settings)
+    except pytest.fail.Exception as exc:
+        request.config.stash[_REDIS_FAILURE] = str(exc)  # the other tests that need it skip, pointing here
+        raise
     try:
         yield handle
     finally:

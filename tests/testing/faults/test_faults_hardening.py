@@ -23,6 +23,7 @@ from sessionkv.testing.faults import (
     Command,
     CommandContext,
     CommandFault,
+    CutReply,
     DropCommand,
     LoseReply,
     RedisFaultProxy,
@@ -35,7 +36,7 @@ from sessionkv.testing.faults import proxy as proxy_module
 from sessionkv.testing.faults.resp import encode_command
 
 if TYPE_CHECKING:
-    from faults_fixtures import ClientFactory, RawFactory
+    from faults_fixtures import ClientFactory, RawClient, RawFactory
 
 pytest_plugins = ["faults_fixtures"]
 
@@ -276,3 +277,33 @@ async def test_concurrent_store_listings_through_scan_duplicates_get_only_their_
             a_keys, b_keys = await asyncio.gather(store.keys("a/"), store.keys("b/"))
             assert sorted(a_keys) == sorted(f"a/{i}" for i in range(300))
             assert sorted(b_keys) == sorted(f"b/{i}" for i in range(300))
+
+
+async def _read_until_closed(conn: RawClient) -> tuple[bytes, ConnectionError | None]:
+    """Everything the connection delivers, and the error that ended it (``None`` for an orderly end)."""
+    received = b""
+    try:
+        while chunk := await conn.reader.read(1 << 20):
+            received += chunk
+    except ConnectionError as exc:
+        return received, exc
+    return received, None
+
+
+@pytest.mark.asyncio
+async def test_a_cut_reply_delivers_every_kept_byte_to_a_slow_reader_before_the_reset(
+    raw: RawFactory, proxy: RedisFaultProxy, redis_client: aioredis.Redis
+) -> None:
+    # The kept part is far larger than the socket buffers, and the client reads only later: a reset sent at once
+    # (SO_LINGER 0) discarded what was still queued, and the client got less than it was promised.
+    value = b"v" * 8_000_000
+    await redis_client.set("big", value)
+    keep = 6_000_000
+    proxy.add(CutReply(command="GET", keep_bytes=keep))
+    conn = await raw()
+    await conn.send(encode_command([b"GET", b"big"]))
+    await asyncio.sleep(0.3)  # not reading: the proxy's buffers fill up behind us
+    received, error = await _read_until_closed(conn)
+    assert isinstance(error, ConnectionResetError)
+    assert len(received) == keep
+    assert received == (b"$%d\r\n" % len(value) + value)[:keep]

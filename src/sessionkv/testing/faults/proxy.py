@@ -7,7 +7,10 @@ One upstream connection per client connection. Each direction of a connection go
 2. *bytes*: what stage 1 lets through is offered, chunk by chunk, to the :class:`ByteFault` s targeting that
    direction, then written to the socket.
 
-With no fault targeting a connection, data is written straight through (no queue, no extra task).
+With no fault targeting a connection, data is written straight through (no queue, no extra task). With no fault
+installed that needs frames at all, stage 1 is deferred: chunks are forwarded on arrival and framed later, in arrival
+order, when the transcript or the connections are read or a fault is added (``RedisFaultProxy._replay``), which gives
+the same transcript and connection state as framing on arrival, at no per-frame cost while traffic flows.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import random
 import socket
 import struct
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -72,6 +76,7 @@ _EXPIRED_CURSOR_REPLY: Final = encode_error(
 _UNREACHABLE_LOG_INTERVAL_S: Final = 10.0
 # Pass-through traffic not framed yet is kept up to this many bytes per transcript event the transcript may hold.
 _BACKLOG_BYTES_PER_EVENT: Final = 512
+_FLUSH_BEFORE_RESET_S: Final = 5.0
 _LINGER_ZERO: Final = struct.pack("ii", 1, 0)
 # MULTI/EXEC bookkeeping (redis 7 semantics): the commands that open or end a transaction on the server.
 _TRANSACTION_COMMANDS: Final = frozenset({b"MULTI", b"EXEC", b"DISCARD", b"RESET"})
@@ -378,6 +383,29 @@ class _Context(CommandContext):
         return cursor in self._proxy._fake_cursors
 
 
+def _unsent_bytes(transport: asyncio.Transport) -> int:
+    """Bytes written but not yet out of this socket: in the transport's buffer, plus (Linux) in the kernel's send queue
+    not yet acknowledged by the peer."""
+    waiting = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sys.platform.startswith("linux"):
+        import fcntl
+        import termios
+
+        with contextlib.suppress(OSError, ValueError):
+            waiting += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    return waiting
+
+
+async def _rst_once_sent(transport: asyncio.Transport, timeout_s: float) -> None:
+    """RST ``transport`` once what was written to it has reached the peer (or after ``timeout_s``: a peer that does
+    not read must not hold the reset back for ever)."""
+    deadline = time.monotonic() + timeout_s
+    while not transport.is_closing() and _unsent_bytes(transport) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)  # no event says "the kernel sent it all": poll
+    _abort_with_rst(transport)
+
+
 def _abort_with_rst(transport: asyncio.Transport | None) -> None:
     if transport is None or transport.is_closing():
         return
@@ -412,6 +440,7 @@ class _Link:
         self.closed = False
         self.opened_ns = time.monotonic_ns()
         self.connect_task: asyncio.Task[None] | None = None
+        self.flush_task: asyncio.Task[None] | None = None  # a reset waiting for the client's data to leave
         self._client_rest = b""  # an incomplete frame waiting for more bytes
         self._server_rest = b""
         self._client_ahead = False  # ``_client_rest`` was already forwarded (by the deferred way)
@@ -457,6 +486,8 @@ class _Link:
                 out.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await out.task
+        if self.flush_task is not None:
+            await self.flush_task
         await self.client.lost
         if self.server.transport is not None:
             await self.server.lost
@@ -480,12 +511,18 @@ class _Link:
                     side.transport.close()
 
     def reset(self, reason: str, *, flush_upstream: bool = False) -> None:
-        """Reset both sides (RST, unsent data discarded). Idempotent.
+        """Reset both sides (RST). Idempotent. What was already written to the client (the kept part of a cut reply,
+        the bytes a byte fault let through) reaches it first, within a bound; nothing read after this is forwarded.
 
         ``flush_upstream``: the server side is closed gracefully instead (what was written to it is delivered, then
         FIN), so that commands forwarded before the reset are run by the server; the client still sees a reset."""
         if self._finish(f"reset: {reason}"):
-            _abort_with_rst(self.client.transport)
+            client = self.client.transport
+            if client is not None and not client.is_closing() and _unsent_bytes(client):
+                client.pause_reading()
+                self.flush_task = asyncio.get_running_loop().create_task(_rst_once_sent(client, _FLUSH_BEFORE_RESET_S))
+            else:
+                _abort_with_rst(client)
             if flush_upstream:
                 if self.server.transport is not None:
                     self.server.transport.close()
@@ -897,7 +934,9 @@ class RedisFaultProxy:
 
     ``resp=True`` frames commands and replies (needed by command faults and by the command/reply transcript);
     ``resp=False`` forwards raw bytes and supports byte faults only. ``transcript_limit`` bounds the transcript
-    (``None``: unbounded). ``connect_timeout_s`` bounds each upstream connection attempt.
+    (``None``: unbounded); traffic forwarded but not framed yet is kept up to 512 bytes per ``transcript_limit``
+    event, past which its connections are passed through raw (see docs/fault-injection.md). ``connect_timeout_s``
+    bounds each upstream connection attempt.
 
     :meth:`stop` closes every connection and returns only when no task or socket of the proxy remains.
     """
