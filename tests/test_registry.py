@@ -1189,3 +1189,12 @@ def test_dataclasses_replace_makes_a_changed_copy() -> None:
     changed = dataclasses.replace(info, node_id="m", started_at=1.5)
     assert changed == SessionInfo("s", "c", "m", 1.5, 2.0, {"a": 1})
     assert info.node_id == "n"
+
+
+@pytest.mark.parametrize("stamp", [10**400, -(10**400)])
+def test_a_timestamp_too_large_for_a_float_is_a_corrupt_record_not_an_overflow(stamp: int) -> None:
+    raw = json.dumps(
+        {"session_id": "s", "call_id": "c", "node_id": "n", "started_at": stamp, "metrics_updated_at": 1.0}
+    )
+    with pytest.raises(CorruptRecordError, match="started_at must be a finite number of epoch seconds"):
+        SessionInfo.from_json(raw, key="sessions/c/s")

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import numbers
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -688,8 +689,9 @@ def _field_problem(data: Mapping[str, Any]) -> tuple[type[Exception], str] | Non
         value = data[name]
         if type(value) not in (int, float):
             return TypeError, f"field {name} must be a finite number of epoch seconds, got {value!r}"
-        if not math.isfinite(value):
-            return ValueError, f"field {name} must be a finite number of epoch seconds, got {value!r}"
+        # an int is compared, not converted: math.isfinite(10**400) raises OverflowError
+        if not (abs(value) <= sys.float_info.max if type(value) is int else math.isfinite(value)):
+            return ValueError, f"field {name} must be a finite number of epoch seconds, got {value!r:.60}"
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict):
         return TypeError, f"field metrics must be an object, got {metrics!r}"

@@ -86,6 +86,7 @@ __all__ = [
     "check_seconds",
     "check_ttl_ns",
     "check_value",
+    "exact_seconds",
     "ns_to_ms_ceil",
 ]
 
@@ -153,7 +154,7 @@ def _shown(value: object) -> str:
     return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
 
 
-def _exact_seconds(name: str, value: object) -> Fraction:
+def exact_seconds(name: str, value: object) -> Fraction:
     """``value`` as an exact number of seconds; ``TypeError`` unless it is a real number (``Decimal`` included, ``bool``
     excluded); ``ValueError``, worded as every ``> 0`` check here is, when it is nan or infinite."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, Decimal)):
@@ -176,7 +177,7 @@ def _exact_seconds(name: str, value: object) -> Fraction:
 def check_seconds(name: str, value: object) -> float:
     """Validate a duration option such as ``cleanup_interval`` (``> 0``, finite, any real number) and return it as a
     ``float``; the exceptions and messages are those of a TTL (G14), with ``name`` in place of ``ttl``."""
-    exact = _exact_seconds(name, value)
+    exact = exact_seconds(name, value)
     if exact <= 0:
         raise ValueError(f"{name} must be > 0 (seconds), got {_shown(value)}")
     if exact > MAX_TTL:
@@ -196,7 +197,7 @@ def check_ttl_ns(ttl: object) -> int:
         return round(ttl * NS_PER_SECOND) or 1
     if type(ttl) is int and 0 < ttl <= MAX_TTL:
         return ttl * NS_PER_SECOND
-    exact = _exact_seconds("ttl", ttl)
+    exact = exact_seconds("ttl", ttl)
     if exact <= 0:
         raise ValueError(f"ttl must be > 0 seconds, got {_shown(ttl)}; to remove a key use delete()")
     if exact > MAX_TTL:

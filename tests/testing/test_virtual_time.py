@@ -8,11 +8,14 @@ import random
 import socket
 import threading
 import time
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import freezegun.api
 import pytest
 
+import sessionkv.testing
 from sessionkv.store import SessionKVStore
 from sessionkv.testing.virtual_time import (
     DEFAULT_EPOCH,
@@ -496,3 +499,19 @@ def test_fakeredis_key_lives_through_its_deadline_millisecond_then_expires() -> 
 def test_virtual_fakeredis_store_needs_the_patched_wall_clock() -> None:
     with pytest.raises(VirtualTimeError, match=r"fakeredis reads time\.time\(\)"):
         virtual_fakeredis_store(VirtualClock())
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected_ns"),
+    [(Decimal("0.3"), 300_000_000), (Fraction(1, 3), 333_333_333), (10**12, 10**21), (0.25, 250_000_000)],
+)
+def test_clock_durations_take_every_real_number_exactly(seconds: object, expected_ns: int) -> None:
+    clock = VirtualClock()
+    sessionkv.testing.run(clock.advance(seconds))  # type: ignore[arg-type]
+    assert clock.now_ns() == expected_ns
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), Decimal("NaN"), Decimal("Infinity")])
+def test_a_non_finite_duration_is_a_value_error(seconds: object) -> None:
+    with pytest.raises(ValueError, match="must be a finite number of seconds"):
+        VirtualClock(start=seconds)  # type: ignore[arg-type]

@@ -29,7 +29,6 @@ import heapq
 import itertools
 import linecache
 import math
-import numbers
 import os
 import selectors
 import threading
@@ -40,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, TypeVarTuple, Un
 
 from sessionkv.clock import NS_PER_SECOND, current_clock, use_clock
 from sessionkv.memory import InMemorySessionKVStore
+from sessionkv.store import exact_seconds
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -104,15 +104,17 @@ class RealIOError(VirtualTimeError):
 
 
 def _to_ns(seconds: object, *, what: str) -> int:
-    """Seconds (any real number, not ``bool``) to integer nanoseconds, rounded to the nearest nanosecond."""
-    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
-        raise TypeError(f"{what} must be a number of seconds (int or float), got {type(seconds).__name__}: {seconds!r}")
-    if isinstance(seconds, int):
+    """Seconds (any real number: ``int``, ``float``, ``Fraction``, ``Decimal``..., not ``bool``) to integer
+    nanoseconds, rounded to the nearest nanosecond; never an ``OverflowError``."""
+    if type(seconds) is float and math.isfinite(seconds):  # the hot path: call_later's delay
+        return round(seconds * NS_PER_SECOND)
+    if type(seconds) is int:
         return seconds * NS_PER_SECOND
-    value = float(seconds)
-    if not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number of seconds, got {seconds!r}")
-    return round(value * NS_PER_SECOND)
+    try:
+        exact = exact_seconds(what, seconds)
+    except ValueError:
+        raise ValueError(f"{what} must be a finite number of seconds, got {seconds!r}") from None
+    return round(exact * NS_PER_SECOND)
 
 
 @types.coroutine

@@ -54,3 +54,11 @@ def test_the_core_testing_tools_import_without_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60).stdout
     assert out.strip() == "imported"
+
+
+@pytest.mark.parametrize("latency_ms", [10**400, -1, float("inf"), float("nan"), True])
+def test_a_fault_parameter_out_of_range_is_a_value_error_never_an_overflow(latency_ms: object) -> None:
+    from sessionkv.testing.faults.network import Latency
+
+    with pytest.raises(ValueError, match="latency_ms must be a finite number >= 0"):
+        Latency(latency_ms=latency_ms)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ import abc
 import fnmatch
 import math
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -42,7 +43,12 @@ Direction = Literal["upstream", "downstream"]
 
 
 def _check_non_negative(owner: object, name: str, value: float) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+    # an int is compared, not converted: math.isfinite(10**400) raises OverflowError
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        bad = True
+    else:
+        bad = value > sys.float_info.max if isinstance(value, int) else not math.isfinite(value)
+    if bad:
         raise ValueError(f"{type(owner).__name__}.{name} must be a finite number >= 0, got {value!r}")
 
 
