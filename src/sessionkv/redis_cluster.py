@@ -41,11 +41,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
@@ -297,11 +298,9 @@ class RedisClusterSessionKVStore(SessionKVStore):
         groups = _by_slot(dict.fromkeys(full))
 
         async def fetch() -> list[bytes | None]:
-            pipe = self._client.pipeline(transaction=False)
-            for group in groups:
-                pipe.execute_command("MGET", *group)
             found: dict[bytes, bytes | None] = {}
-            for group, values in zip(groups, await pipe.execute(), strict=True):
+            replies = await self._per_primary([(slot, ("MGET", *group)) for slot, group in groups])
+            for (_, group), values in zip(groups, replies, strict=True):
                 found.update(zip(group, values, strict=True))
             return [found[k] for k in full]
 
@@ -314,15 +313,15 @@ class RedisClusterSessionKVStore(SessionKVStore):
         latest = {self._full(key): (data, ns_to_ms_ceil(ttl_ns)) for key, data, ttl_ns in checked}  # last one wins
 
         async def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for group in _by_slot(latest):
+            commands: list[tuple[int, tuple[Any, ...]]] = []
+            for slot, group in _by_slot(latest):
                 if len(group) == 1:
                     data, ttl_ms = latest[group[0]]
-                    pipe.execute_command("SET", group[0], data, "PX", ttl_ms)
+                    commands.append((slot, ("SET", group[0], data, "PX", ttl_ms)))
                 else:
                     args = [arg for k in group for arg in latest[k]]
-                    pipe.execute_command("EVAL", _LUA_SET_MANY, len(group), *group, *args)
-            await pipe.execute()
+                    commands.append((slot, ("EVAL", _LUA_SET_MANY, len(group), *group, *args)))
+            await self._per_primary(commands)
 
         await self._run("mset", write, retry=False)
 
@@ -334,13 +333,14 @@ class RedisClusterSessionKVStore(SessionKVStore):
         groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
 
         async def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for group in groups:
-                if len(group) == 1:
-                    pipe.execute_command("PEXPIRE", group[0], ttl_ms)
-                else:
-                    pipe.execute_command("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms)
-            await pipe.execute()
+            await self._per_primary(
+                [
+                    (slot, ("PEXPIRE", group[0], ttl_ms))
+                    if len(group) == 1
+                    else (slot, ("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms))
+                    for slot, group in groups
+                ]
+            )
 
         await self._run("expire", write, retry=False)
 
@@ -351,10 +351,7 @@ class RedisClusterSessionKVStore(SessionKVStore):
         groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
 
         async def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for group in groups:
-                pipe.execute_command("UNLINK", *group)
-            await pipe.execute()
+            await self._per_primary([(slot, ("UNLINK", *group)) for slot, group in groups])
 
         await self._run("delete", write, retry=False)
 
@@ -392,6 +389,28 @@ class RedisClusterSessionKVStore(SessionKVStore):
         return await self._run("keys", scan_all, retry=True)
 
     # -- execution, deadline, retries and error translation --------------------------------------------------------
+
+    async def _per_primary(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
+        """Send ``(slot, command)`` pairs, one pipelined round trip per primary (the slot map decides which), and
+        return the replies in order. A command a node redirects (``MOVED``/``ASK``) or defers (``TRYAGAIN``) was not
+        executed; it is sent again alone through the client, which follows the redirection. The first other error is
+        raised. (redis-py's ClusterPipeline does the same but resolves a routing policy per command, which costs
+        more than the round trips for thousands of single-slot commands.)"""
+        client = self._client
+        await client.initialize()  # a no-op unless the client must (re)discover the cluster
+        queued = [PipelineCommand(position, *args) for position, (_, args) in enumerate(commands)]
+        by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
+        for (slot, _), command in zip(commands, queued, strict=True):
+            node = client.nodes_manager.get_node_from_slot(slot)
+            by_node.setdefault(node.name, (node, []))[1].append(command)
+        await asyncio.gather(*(node.execute_pipeline(batch) for node, batch in by_node.values()))
+        for command in queued:
+            if isinstance(command.result, (AskError, TryAgainError)):  # MovedError is an AskError
+                command.result = await client.execute_command(*command.args)
+        for command in queued:
+            if isinstance(command.result, Exception):
+                raise command.result
+        return [command.result for command in queued]
 
     async def _refresh_map(self) -> None:
         """Re-read the slot map (after a failover the old primary's slots belong to a promoted replica)."""
@@ -461,12 +480,12 @@ class RedisClusterSessionKVStore(SessionKVStore):
         return f"{operation} failed: Redis Cluster at {self.address}: {type(exc).__name__}: {exc}; {advice}"
 
 
-def _by_slot(keys: dict[bytes, Any]) -> list[list[bytes]]:
-    """``keys`` (distinct, in order) grouped by hash slot: one list per slot, in first-seen order."""
+def _by_slot(keys: dict[bytes, Any]) -> list[tuple[int, list[bytes]]]:
+    """``keys`` (distinct, in order) grouped by hash slot: ``(slot, keys)`` per slot, in first-seen order."""
     groups: dict[int, list[bytes]] = {}
     for key in keys:
         groups.setdefault(key_slot(key), []).append(key)
-    return list(groups.values())
+    return list(groups.items())
 
 
 def _check_startup_nodes(nodes: object) -> list[tuple[str, int]]:
