@@ -130,11 +130,17 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _raised_inside_redis_py(exc: BaseException) -> bool:
-    """True when the innermost frame of ``exc``'s traceback is redis-py's code (not ours)."""
+    """True when ``exc`` was raised by redis-py's code (or asyncio's, called from redis-py), not ours."""
+    modules = []
     frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
+    while frame is not None:
+        modules.append(str(frame.tb_frame.f_globals.get("__name__", "")))
         frame = frame.tb_next
-    return frame is not None and str(frame.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
+    return (
+        bool(modules)
+        and modules[-1].startswith(("redis.", "asyncio."))
+        and any(m.startswith("redis.") for m in modules)
+    )
 
 
 def _hash_tag_head(key_prefix: str, hash_tag: str | None) -> bytes:
@@ -434,11 +440,13 @@ class RedisClusterSessionKVStore(SessionKVStore):
                         await self._refresh_map()
                     try:
                         return await call()
-                    except AttributeError as exc:
+                    except (AttributeError, TypeError) as exc:
                         if not _raised_inside_redis_py(exc):
                             raise  # our own bug: never disguised as unavailability
-                        # redis-py closes every connection of the client on CLUSTERDOWN, including those other tasks
-                        # are using; a command on such a connection fails here before anything was sent
+                        # a connection closed under the command: redis-py closes every connection of the client on
+                        # CLUSTERDOWN, including those other tasks are using (AttributeError, nothing was sent), and a
+                        # write on a connection the peer reset can surface as TypeError/AttributeError from asyncio's
+                        # transport on some Python versions (redis/redis-py#4287)
                         last = RedisConnectionError(f"connection closed under the command by redis-py: {exc}")
                         last.__cause__ = exc
                         self._stale_map = True
