@@ -24,6 +24,7 @@ __all__ = ["sessionkv_custom_store_factory", "sessionkv_namespace", "sessionkv_r
 
 TESTING_EXTRA_HINT = "install the testing extra: pip install 'sessionkv[testing]'"
 ALL_BACKENDS = ("memory", "virtual", "fakeredis", "redis", "custom", "redis_cluster", "redis_sentinel")
+OPT_IN_BACKENDS = ("redis_cluster", "redis_sentinel")  # never in the default set: each topology costs seconds
 StoreFactory = Callable[[], Any]
 """Returns a fresh, not yet started object with the SessionKVStore API (sync callable)."""
 
@@ -81,6 +82,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 f"{metafunc.definition.nodeid}: unknown sessionkv backend(s) {unknown}; choose from {ALL_BACKENDS}"
             )
         backends = [name for name in backends if name in marker.args]
+        if settings.backends is None:  # the opt-in backends (seconds to start) run where a marker names them
+            backends += [name for name in OPT_IN_BACKENDS if name in marker.args]
     if not backends:
         metafunc.parametrize(
             "sessionkv_store",

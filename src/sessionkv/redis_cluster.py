@@ -41,11 +41,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     AuthorizationError,
     BusyLoadingError,
@@ -130,11 +131,17 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _raised_inside_redis_py(exc: BaseException) -> bool:
-    """True when the innermost frame of ``exc``'s traceback is redis-py's code (not ours)."""
+    """True when ``exc`` was raised by redis-py's code (or asyncio's, called from redis-py), not ours."""
+    modules = []
     frame = exc.__traceback__
-    while frame is not None and frame.tb_next is not None:
+    while frame is not None:
+        modules.append(str(frame.tb_frame.f_globals.get("__name__", "")))
         frame = frame.tb_next
-    return frame is not None and str(frame.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
+    return (
+        bool(modules)
+        and modules[-1].startswith(("redis.", "asyncio."))
+        and any(m.startswith("redis.") for m in modules)
+    )
 
 
 def _hash_tag_head(key_prefix: str, hash_tag: str | None) -> bytes:
@@ -298,11 +305,9 @@ class RedisClusterSessionKVStore(SessionKVStore):
         groups = _by_slot(dict.fromkeys(full))
 
         async def fetch() -> list[bytes | None]:
-            pipe = self._client.pipeline(transaction=False)
-            for group in groups:
-                pipe.execute_command("MGET", *group)
             found: dict[bytes, bytes | None] = {}
-            for group, values in zip(groups, await pipe.execute(), strict=True):
+            replies = await self._per_primary([(slot, ("MGET", *group)) for slot, group in groups])
+            for (_, group), values in zip(groups, replies, strict=True):
                 found.update(zip(group, values, strict=True))
             return [found[k] for k in full]
 
@@ -315,15 +320,15 @@ class RedisClusterSessionKVStore(SessionKVStore):
         latest = {self._full(key): (data, ns_to_ms_ceil(ttl_ns)) for key, data, ttl_ns in checked}  # last one wins
 
         async def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for group in _by_slot(latest):
+            commands: list[tuple[int, tuple[Any, ...]]] = []
+            for slot, group in _by_slot(latest):
                 if len(group) == 1:
                     data, ttl_ms = latest[group[0]]
-                    pipe.execute_command("SET", group[0], data, "PX", ttl_ms)
+                    commands.append((slot, ("SET", group[0], data, "PX", ttl_ms)))
                 else:
                     args = [arg for k in group for arg in latest[k]]
-                    pipe.execute_command("EVAL", _LUA_SET_MANY, len(group), *group, *args)
-            await pipe.execute()
+                    commands.append((slot, ("EVAL", _LUA_SET_MANY, len(group), *group, *args)))
+            await self._per_primary(commands)
 
         await self._run("mset", write, retry=False)
 
@@ -335,13 +340,14 @@ class RedisClusterSessionKVStore(SessionKVStore):
         groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
 
         async def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for group in groups:
-                if len(group) == 1:
-                    pipe.execute_command("PEXPIRE", group[0], ttl_ms)
-                else:
-                    pipe.execute_command("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms)
-            await pipe.execute()
+            await self._per_primary(
+                [
+                    (slot, ("PEXPIRE", group[0], ttl_ms))
+                    if len(group) == 1
+                    else (slot, ("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms))
+                    for slot, group in groups
+                ]
+            )
 
         await self._run("expire", write, retry=False)
 
@@ -352,10 +358,7 @@ class RedisClusterSessionKVStore(SessionKVStore):
         groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
 
         async def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for group in groups:
-                pipe.execute_command("UNLINK", *group)
-            await pipe.execute()
+            await self._per_primary([(slot, ("UNLINK", *group)) for slot, group in groups])
 
         await self._run("delete", write, retry=False)
 
@@ -394,6 +397,28 @@ class RedisClusterSessionKVStore(SessionKVStore):
 
     # -- execution, deadline, retries and error translation --------------------------------------------------------
 
+    async def _per_primary(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
+        """Send ``(slot, command)`` pairs, one pipelined round trip per primary (the slot map decides which), and
+        return the replies in order. A command a node redirects (``MOVED``/``ASK``) or defers (``TRYAGAIN``) was not
+        executed; it is sent again alone through the client, which follows the redirection. The first other error is
+        raised. (redis-py's ClusterPipeline does the same but resolves a routing policy per command, which costs
+        more than the round trips for thousands of single-slot commands.)"""
+        client = self._client
+        await client.initialize()  # a no-op unless the client must (re)discover the cluster
+        queued = [PipelineCommand(position, *args) for position, (_, args) in enumerate(commands)]
+        by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
+        for (slot, _), command in zip(commands, queued, strict=True):
+            node = client.nodes_manager.get_node_from_slot(slot)
+            by_node.setdefault(node.name, (node, []))[1].append(command)
+        await asyncio.gather(*(node.execute_pipeline(batch) for node, batch in by_node.values()))
+        for command in queued:
+            if isinstance(command.result, (AskError, TryAgainError)):  # MovedError is an AskError
+                command.result = await client.execute_command(*command.args)
+        for command in queued:
+            if isinstance(command.result, Exception):
+                raise command.result
+        return [command.result for command in queued]
+
     async def _refresh_map(self) -> None:
         """Re-read the slot map (after a failover the old primary's slots belong to a promoted replica)."""
         self._stale_map = False
@@ -416,11 +441,13 @@ class RedisClusterSessionKVStore(SessionKVStore):
                         await self._refresh_map()
                     try:
                         return await call()
-                    except AttributeError as exc:
+                    except (AttributeError, TypeError) as exc:
                         if not _raised_inside_redis_py(exc):
                             raise  # our own bug: never disguised as unavailability
-                        # redis-py closes every connection of the client on CLUSTERDOWN, including those other tasks
-                        # are using; a command on such a connection fails here before anything was sent
+                        # a connection closed under the command: redis-py closes every connection of the client on
+                        # CLUSTERDOWN, including those other tasks are using (AttributeError, nothing was sent), and a
+                        # write on a connection the peer reset can surface as TypeError/AttributeError from asyncio's
+                        # transport on some Python versions (redis/redis-py#4287)
                         last = RedisConnectionError(f"connection closed under the command by redis-py: {exc}")
                         last.__cause__ = exc
                         self._stale_map = True
@@ -462,12 +489,12 @@ class RedisClusterSessionKVStore(SessionKVStore):
         return f"{operation} failed: Redis Cluster at {self.address}: {type(exc).__name__}: {exc}; {advice}"
 
 
-def _by_slot(keys: dict[bytes, Any]) -> list[list[bytes]]:
-    """``keys`` (distinct, in order) grouped by hash slot: one list per slot, in first-seen order."""
+def _by_slot(keys: dict[bytes, Any]) -> list[tuple[int, list[bytes]]]:
+    """``keys`` (distinct, in order) grouped by hash slot: ``(slot, keys)`` per slot, in first-seen order."""
     groups: dict[int, list[bytes]] = {}
     for key in keys:
         groups.setdefault(key_slot(key), []).append(key)
-    return list(groups.values())
+    return list(groups.items())
 
 
 def _check_startup_nodes(nodes: object) -> list[tuple[str, int]]:

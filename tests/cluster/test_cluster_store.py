@@ -173,3 +173,16 @@ async def test_a_borrowed_client_stays_open_and_an_owned_one_is_closed(
         await owned.set("k", b"v", 30)
     with pytest.raises(RuntimeError, match="closed"):
         await owned.get("k")
+
+
+def test_only_an_error_raised_inside_redis_py_counts_as_a_connection_closed_under_the_command() -> None:
+    from sessionkv.redis_cluster import _raised_inside_redis_py
+
+    namespace: dict[str, object] = {"__name__": "redis.asyncio.connection"}
+    exec("def send(writer):\n    writer.writelines([])\n", namespace)
+    with pytest.raises(AttributeError) as inside:
+        namespace["send"](None)  # type: ignore[operator]
+    assert _raised_inside_redis_py(inside.value)
+    with pytest.raises(AttributeError) as ours:
+        _ = None.writelines  # type: ignore[attr-defined]
+    assert not _raised_inside_redis_py(ours.value)
