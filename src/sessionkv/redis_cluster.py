@@ -63,7 +63,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionkv._glob import glob_escape
-from sessionkv.errors import CorruptRecordError, StoreUnavailableError
+from sessionkv.errors import CorruptRecordError, StoreClosedError, StoreUnavailableError
 from sessionkv.redis_store import DEFAULT_KEY_PREFIX, DEFAULT_SCAN_COUNT, _check_count, _check_url
 from sessionkv.store import (
     SessionKVStore,
@@ -431,7 +431,10 @@ class RedisClusterSessionKVStore(SessionKVStore):
         """Run ``call`` within the operation deadline; reads are retried on transient errors until the deadline,
         writes never. Every backend failure becomes StoreUnavailableError."""
         if self._closed:
-            raise RuntimeError(f"{operation}() on a closed {type(self).__name__} ({self.address}); create a new store")
+            raise StoreClosedError(
+                f"{operation}() on a closed {type(self).__name__} ({self.address}); create a new store",
+                operation=operation,
+            )
         last: BaseException | None = None
         try:
             async with asyncio.timeout(self.operation_timeout):

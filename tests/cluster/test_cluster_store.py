@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
+from sessionkv.errors import StoreClosedError
 from sessionkv.redis_cluster import RedisClusterSessionKVStore
 from sessionkv.testing.topologies import RedisClusterTopology
 
@@ -171,7 +172,7 @@ async def test_a_borrowed_client_stays_open_and_an_owned_one_is_closed(
     owned = RedisClusterSessionKVStore(startup_nodes=sessionkv_redis_cluster.startup_nodes)
     async with owned:
         await owned.set("k", b"v", 30)
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(StoreClosedError, match="closed"):
         await owned.get("k")
 
 
