@@ -45,7 +45,7 @@ class StoreClosedError(SessionKVError):
 
     A programming error, not an outage, so it is not a :class:`StoreUnavailableError`: retrying cannot help; create a
     new store. Raised by ``RedisSessionKVStore`` built from a ``url`` (its ``close()`` closes the client it created)
-    and by ``RedisClusterSessionKVStore`` once closed.
+    and by ``RedisClusterSessionKVStore`` likewise.
     Stores whose ``close()`` releases nothing the operations need (the in-memory store, a ``RedisSessionKVStore`` over
     a client you own) keep working after ``close()``. ``operation`` names the call that was refused.
     """
