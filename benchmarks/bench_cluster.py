@@ -50,12 +50,27 @@ async def _once(call: Callable[[], Awaitable[object]]) -> float:
 
 
 def _flush_scripts(cluster: RedisClusterTopology) -> None:
+    """Scripts and command statistics cleared on every node: the first calls below load the scripts."""
     for server in cluster.servers:
         client = redis.Redis(host=server.host, port=server.port)
         try:
             client.script_flush()
+            client.config_resetstat()
         finally:
             client.close()
+
+
+def _script_server_ms(cluster: RedisClusterTopology) -> list[float]:
+    """Mean server time of one EVALSHA on each primary (INFO commandstats): how long a per-node script holds it."""
+    times = []
+    for server in cluster.primaries():
+        client = redis.Redis(host=server.host, port=server.port)
+        try:
+            stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        finally:
+            client.close()
+        times.append(float(stats.get("usec_per_call", 0.0)) / 1000)
+    return times
 
 
 def _quartiles(rows: list[float]) -> tuple[float, float]:
@@ -106,6 +121,7 @@ async def run(keys: int, background: int, warmup: int, repeat: int) -> None:
             for _ in range(repeat):
                 for name, store in stores.items():  # alternate the variants round by round
                     samples[(op, name)].append(await _once(functools.partial(call, store)))
+        held = _script_server_ms(cluster)
         assert await stores[PER_NODE].mget(names) == await stores[PER_SLOT].mget(names) == [v for _, v, _ in items]
         for store in stores.values():
             await store.close()
@@ -127,6 +143,11 @@ async def run(keys: int, background: int, warmup: int, repeat: int) -> None:
                 f"{median * 1e3:6.1f}ms {low * 1e3:6.1f}-{high * 1e3:6.1f}ms {max(rows) * 1e3:6.1f}ms "
                 f"{median / single:8.2f}x {versus_slot}"
             )
+    print(
+        "\nserver time of one per-node script (mean of the EVALSHAs timed above, INFO commandstats), per primary: "
+        + ", ".join(f"{ms:.1f} ms" for ms in held)
+        + f" (each primary holds about a third of the {keys} keys and of the {background} background keys)"
+    )
 
 
 def main() -> None:

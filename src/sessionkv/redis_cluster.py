@@ -7,19 +7,17 @@ other's keys on the same cluster. Operations:
 * ``set``/``get``/``expire`` of one key: one command, routed by the client to the primary of the key's hash slot.
 * Batches (``mset``, ``mget``, ``expire`` and ``delete`` of several keys) go to each primary as **one command**: a
   small Lua script run with ``EVALSHA`` on the node, over every key of the batch that the node serves, whatever their
-  hash slots (the ``allow-cross-slot-keys`` script flag, Redis >= 7.0 and Valkey). A write script first checks that
-  the node serves every one of its keys and writes nothing otherwise, so on each primary a batch is applied whole or
-  not at all. The keys of a primary the script cannot cover (its slot map moved under the call: ``MOVED``/``ASK``, a
-  slot being migrated; or a server that rejects the flag) are sent per hash slot instead: one command per slot
-  (``MGET``, ``UNLINK``, or a script that writes the slot's keys in one atomic step), pipelined, one round trip per
-  primary, redirections followed. A server that rejects the flag is remembered and the store keeps to the per-slot
-  path (as it does with ``per_node_batches=False``). A write script that may have run is never sent again: only a
-  reply proving it wrote nothing (its own check, ``NOSCRIPT``, ``READONLY``, a rejected script) leads to the
-  per-slot path.
-  Within a primary a batch is atomic (within a slot on the per-slot path); **across primaries it is not**: a
-  concurrent reader can see part of an ``mset`` (G07's atomicity, declared in :attr:`certify_unsupported` so that
-  certification reports it as declared rather than failed). Every item is still applied as ``set`` would, the last
-  duplicate wins, and an invalid batch writes nothing (validated before any I/O).
+  hash slots (the ``allow-cross-slot-keys`` script flag, Redis >= 7.0 and Valkey). Keys a script cannot cover (its
+  slot map moved under the call: ``MOVED``/``ASK``, a slot being migrated; or a server that rejects the flag) are
+  sent per hash slot instead: one command per slot (``MGET``, ``UNLINK``, or a script that writes the slot's keys in
+  one atomic step), pipelined, one round trip per primary, redirections followed. A write script stops at the first
+  key it cannot write and reports how many it wrote, so only the others go per slot: no key is written twice (a
+  write script whose outcome is unknown is never sent again). A server that rejects the flag is remembered and the
+  store keeps to the per-slot path (as it does with ``per_node_batches=False``).
+  Within a primary a batch is atomic (one script; within a slot where keys went per slot); **across primaries it
+  is not**: a concurrent reader can see part of an ``mset`` (G07's atomicity, declared in :attr:`certify_unsupported`
+  so that certification reports it as declared rather than failed). Every item is still applied as ``set`` would,
+  the last duplicate wins, and an invalid batch writes nothing (validated before any I/O).
 * ``keys(prefix)``: ``SCAN MATCH`` on every primary (concurrently), with the same literal-prefix escaping as the
   single-server store; a key reported twice (SCAN may repeat, and a slot that moves during the call can be seen on
   two nodes) is listed once. Not atomic against concurrent writers, as on one server.
@@ -129,23 +127,11 @@ class _NodeScript:
         self.sha = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()
 
 
-# Every write script starts by checking, without side effects, that this node serves each key it will write: a
-# command on a key of a slot the node does not serve (moved, being migrated away, or the cluster down) fails inside a
-# script after the writes before it were applied, so the check makes the script write all of its keys or none. Only
-# single-key commands are used: a multi-key command spanning slots inside a script is refused, and on Valkey 9.1 it
-# leaves the node refusing every later script.
-_UNSERVED: Final = "UNSERVED"
-_LUA_CHECK_SERVED: Final = """
-local function unserved(first, step)
-  for i = first, #ARGV, step do
-    local reply = redis.pcall('EXISTS', ARGV[i])
-    if type(reply) == 'table' then
-      return redis.error_reply('UNSERVED this node wrote nothing: ' .. tostring(reply.err))
-    end
-  end
-  return nil
-end
-"""
+# A command on a key of a slot this node does not serve (moved, being migrated away) fails inside a script, after the
+# commands before it were applied. So a write script runs each command with pcall and stops at the first that fails
+# (a failed command wrote nothing), returning {written} or {written, error}: the client sends the keys it did not
+# write per slot, and no key is written twice. Only single-key commands are used: a multi-key command spanning slots
+# inside a script is refused, and on Valkey 9.1.2 it leaves the node refusing every later script (until restarted).
 # ARGV = keys. Their values in order: nil for a missing key and, as MGET, for a key holding another type.
 _GET_ON_NODE = _NodeScript(
     """#!lua flags=no-writes,allow-cross-slot-keys
@@ -165,38 +151,38 @@ return values
 )
 # ARGV = (key, value, ttl ms) per key.
 _SET_ON_NODE = _NodeScript(
-    "#!lua flags=allow-cross-slot-keys\n"
-    + _LUA_CHECK_SERVED
-    + """local refused = unserved(1, 3)
-if refused then return refused end
+    """#!lua flags=allow-cross-slot-keys
 for i = 1, #ARGV, 3 do
-  redis.call('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[i + 2])
+  local reply = redis.pcall('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[i + 2])
+  if type(reply) == 'table' and reply.err then
+    return {(i - 1) / 3, reply.err}
+  end
 end
-return #ARGV / 3
+return {#ARGV / 3}
 """
 )
 # ARGV[1] = ttl ms, then the keys. PEXPIRE never creates a key.
 _PEXPIRE_ON_NODE = _NodeScript(
-    "#!lua flags=allow-cross-slot-keys\n"
-    + _LUA_CHECK_SERVED
-    + """local refused = unserved(2, 1)
-if refused then return refused end
+    """#!lua flags=allow-cross-slot-keys
 for i = 2, #ARGV do
-  redis.call('PEXPIRE', ARGV[i], ARGV[1])
+  local reply = redis.pcall('PEXPIRE', ARGV[i], ARGV[1])
+  if type(reply) == 'table' then
+    return {i - 2, reply.err}
+  end
 end
-return #ARGV - 1
+return {#ARGV - 1}
 """
 )
 # ARGV = keys.
 _UNLINK_ON_NODE = _NodeScript(
-    "#!lua flags=allow-cross-slot-keys\n"
-    + _LUA_CHECK_SERVED
-    + """local refused = unserved(1, 1)
-if refused then return refused end
-for _, key in ipairs(ARGV) do
-  redis.call('UNLINK', key)
+    """#!lua flags=allow-cross-slot-keys
+for i, key in ipairs(ARGV) do
+  local reply = redis.pcall('UNLINK', key)
+  if type(reply) == 'table' then
+    return {i - 1, reply.err}
+  end
 end
-return #ARGV
+return {#ARGV}
 """
 )
 
@@ -522,10 +508,10 @@ class RedisClusterSessionKVStore(SessionKVStore):
 
         A primary that serves two or more of the batch's hash slots gets one ``script`` over its keys (arguments
         from ``script_args``); every other slot gets its ``slot_command``, pipelined per primary (:meth:`_per_primary`).
-        A primary whose script failed is covered per slot instead when that cannot replay anything: after any error
-        reply to a read, and only after a reply proving that nothing ran for a write (the script's own served-keys
-        check, ``READONLY`` before it started, a server that rejects the script). Every other failure is raised after
-        all commands have finished."""
+        A write script that stopped at a key it could not write (its slot moved) reports how many it wrote; the
+        others go per slot. A primary whose script failed is covered per slot when that cannot write anything twice:
+        after any error reply to a read, and after a write script refused before it ran (``READONLY``, a server that
+        rejects the script). Every other failure is raised after all commands have finished."""
         client = self._client
         await client.initialize()  # a no-op unless the client must (re)discover the cluster
         groups = _by_slot(keys)
@@ -563,24 +549,29 @@ class RedisClusterSessionKVStore(SessionKVStore):
         else:
             done += outcomes[0]
         for (_, node_groups, node_keys), outcome in zip(per_node, outcomes[1:], strict=True):
-            if not isinstance(outcome, BaseException):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, ResponseError) and self._nothing_ran(outcome, write=write):
+                    fallback += node_groups
+                elif failure is None:
+                    failure = outcome
+            elif write and len(outcome) > 1:  # stopped at a key it could not write: the rest go per slot
+                written = int(outcome[0])
+                done.append((node_keys[:written], None))
+                fallback += _by_slot(node_keys[written:])
+            else:
                 done.append((node_keys, outcome))
-            elif isinstance(outcome, ResponseError) and self._nothing_ran(outcome, write=write):
-                fallback += node_groups
-            elif failure is None:
-                failure = outcome
         if failure is not None:
             raise failure
         return done + await slots(fallback)
 
     def _nothing_ran(self, exc: ResponseError, *, write: bool) -> bool:
         """Whether a per-node script's error reply allows covering its keys per slot: always for a read; for a write
-        only when the reply proves that the script wrote nothing. A server that rejects the script turns
+        only when the script was refused before it ran. A server that rejects the script turns
         :attr:`per_node_batches` off."""
         if _scripts_rejected(exc):
             self.per_node_batches = False
             return True
-        return not write or isinstance(exc, ReadOnlyError) or str(exc).startswith(_UNSERVED)
+        return not write or isinstance(exc, ReadOnlyError)
 
     @staticmethod
     async def _run_script(node: ClusterNode, script: _NodeScript, args: list[Any]) -> Any:

@@ -254,29 +254,32 @@ async def test_a_server_that_rejects_the_script_is_served_per_slot_from_then_on(
 
 
 @pytest.mark.asyncio
-async def test_a_write_script_that_failed_while_running_is_not_replayed_per_slot(
-    sessionkv_redis_cluster: RedisClusterTopology,
+async def test_a_write_script_that_stops_part_way_leaves_only_the_rest_to_the_per_slot_path(
+    sessionkv_redis_cluster: RedisClusterTopology, store: RedisClusterSessionKVStore
 ) -> None:
-    """A user whose ACL forbids SET: the script passes its served-keys check, then fails on its first write. The
-    store cannot tell how far such a script got, so it raises instead of sending the batch again per slot."""
+    """A user whose ACL lets it touch only some keys: each primary's script writes keys until the first it may not
+    touch, and reports how many; the rest go per slot, where the forbidden keys fail. No key is written twice (SET
+    calls counted on the nodes), every allowed key is written, and the store reports the failure."""
     topology = sessionkv_redis_cluster
+    allowed = [k for k in KEYS if k.startswith("batch/1")]
     for server in topology.servers:
         with raw(server) as client:
-            client.acl_setuser("noset", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-set"])
+            client.acl_setuser("some", enabled=True, nopass=True, keys=[f"{PREFIX}batch/1*"], commands=["+@all"])
     try:
         async with RedisClusterSessionKVStore(
-            url=f"redis://noset@{topology.host}:{topology.servers[0].port}", key_prefix=PREFIX
-        ) as store:
+            url=f"redis://some@{topology.host}:{topology.servers[0].port}", key_prefix=PREFIX
+        ) as limited:
             reset_stats(topology)
             with pytest.raises(StoreUnavailableError, match="mset failed"):
-                await store.mset([(k, b"v", 60) for k in KEYS])
-            assert sum(calls(topology, "eval").values()) == 0, "the batch was sent again per slot"
-            assert store.per_node_batches is True
-            assert await store.mget(KEYS) == [None] * len(KEYS)
+                await limited.mset([(k, b"v", 60) for k in KEYS])
+            assert calls(topology, "evalsha") == {p.port: 1 for p in topology.primaries()}
+            assert sum(calls(topology, "set").values()) == len(allowed)
+            assert limited.per_node_batches is True
     finally:
         for server in topology.servers:
             with raw(server) as client:
-                client.acl_deluser("noset")
+                client.acl_deluser("some")
+    assert await store.mget(KEYS) == [b"v" if k in allowed else None for k in KEYS]
 
 
 @pytest.mark.asyncio
