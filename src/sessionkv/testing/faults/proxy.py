@@ -225,7 +225,9 @@ class _Side(asyncio.Protocol):
     def __init__(self, proxy: RedisFaultProxy, role: str) -> None:
         self.proxy = proxy
         self.role = role
+        self.from_client = role == "client"
         self.link: _Link | None = None
+        self.out: _Outbound | None = None  # the direction this socket's bytes go (set with ``link``)
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.writable = asyncio.Event()
@@ -241,9 +243,23 @@ class _Side(asyncio.Protocol):
         link = self.link
         if link is None or link.closed:
             return
+        proxy = self.proxy
+        out = self.out
+        assert out is not None
+        # Fast pass-through, the hot path of every chunk when no fault acts on this direction: exactly what
+        # ``link.arrive`` does in that state (write at once; when framing is deferred, queue the chunk to be framed
+        # later), without its calls. ``in_backlog``: earlier chunks of this link await framing, so this one does too
+        # (see ``_Link.arrive``); ``out.queue``/``out.busy``: earlier chunks are still held, this one goes after them.
+        if (link.raw or link.in_backlog) and not proxy._byte_handles and not out.queue and not out.busy:
+            transport = out.sink.transport
+            assert transport is not None
+            transport.write(data)
+            if not link.raw:
+                proxy._defer(link, self.from_client, time.monotonic_ns(), data)
+            return
         now = time.monotonic_ns()
         try:
-            link.arrive(self.role == "client", data, now)
+            link.arrive(self.from_client, data, now)
         except Exception as exc:  # a fault's bug: never let it stop one direction silently
             link.crashed(f"{'commands' if self.role == 'client' else 'replies'}", exc)
 
@@ -430,6 +446,8 @@ class _Link:
         client.link = self
         self.to_server = _Outbound(self, "upstream", self.server)
         self.to_client = _Outbound(self, "downstream", client)
+        client.out = self.to_server
+        self.server.out = self.to_client
         self.pending: deque[_Pending] = deque()
         self.shaped_pending = 0  # entries of ``pending`` whose reply a fault shapes (or the proxy makes)
         self.raw = not proxy.resp
