@@ -4,9 +4,16 @@ Starts its own redis-server and a proxy in its own process (``python -m sessionk
 ``sessionkv proxy`` command runs it), then alternates direct and proxied rounds so both see the same machine load:
 
 - throughput: ``redis-benchmark -t get -P 16 -c 50`` (the C client shipped with redis), requests per second, median
-  and spread of the rounds (goal: proxied >= 50% of direct);
-- latency: one connection sending GETs one at a time from a blocking socket (a few µs of client work per call), round
-  trip p50 / p99 / worst and the first call on a fresh connection (goal: p50 adds <= 100 µs).
+  and spread of the rounds (goal: proxied >= 50% of direct), and the proxy process's CPU time per request (user +
+  system, from /proc: unlike the throughput, it hardly depends on what else runs on the machine);
+- latency: ``redis-benchmark -t get -P 1 -c 1`` (one GET at a time; µs per round trip = 1 / its rate), and one
+  connection sending GETs one at a time from a blocking socket, round trip p50 / p99 / worst and the first call on a
+  fresh connection (goal: the proxy adds <= 100 µs).
+
+C forwarders, when installed, are measured in the same rounds as ceilings for any proxy on this machine: ``haproxy``
+(one process, one thread, event-driven: the same shape as ours, in C) and ``socat`` (one forked process per
+connection; its CPU time counts the connection processes once they have exited). The load average is printed before
+and after each mode: the ratios depend on it (the clients, redis-server and the proxies share the cores).
 
 Proxy modes (``--mode``, repeatable; default all three):
 
@@ -33,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,15 +61,30 @@ REPLY = b"$64\r\n" + VALUE + b"\r\n"
 class Settings:
     rounds: int
     requests: int
+    serial_requests: int
     sequential_ops: int
 
 
-FULL = Settings(rounds=5, requests=400_000, sequential_ops=5_000)
-QUICK = Settings(rounds=1, requests=50_000, sequential_ops=500)
+FULL = Settings(rounds=5, requests=400_000, serial_requests=20_000, sequential_ops=5_000)
+QUICK = Settings(rounds=1, requests=50_000, serial_requests=2_000, sequential_ops=500)
 
 
-def redis_benchmark_rps(port: int, requests: int) -> float:
-    """Requests per second of ``redis-benchmark -t get -P 16 -c 50`` against ``127.0.0.1:port``."""
+@dataclass(frozen=True)
+class Target:
+    port: int
+    pid: int | None = None  # the process whose CPU time is measured (a proxy's)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and of its children it reaped (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_benchmark(port: int, requests: int, pipeline: int = 16, clients: int = 50) -> tuple[float, float]:
+    """``redis-benchmark -t get -P pipeline -c clients`` against ``127.0.0.1:port``: (requests per second, median
+    latency in µs)."""
     out = subprocess.run(
         [
             "redis-benchmark",
@@ -72,9 +95,9 @@ def redis_benchmark_rps(port: int, requests: int) -> float:
             "-t",
             "get",
             "-P",
-            "16",
+            str(pipeline),
             "-c",
-            "50",
+            str(clients),
             "-n",
             str(requests),
             "--csv",
@@ -86,7 +109,8 @@ def redis_benchmark_rps(port: int, requests: int) -> float:
     ).stdout
     for line in out.splitlines():
         if line.startswith('"GET"'):
-            return float(line.split(",")[1].strip('"'))
+            fields = [float(field.strip('"')) for field in line.split(",")[1:]]
+            return fields[0], fields[3] * 1000  # rps, avg_latency_ms, min_latency_ms, p50_latency_ms, ...
     raise RuntimeError(f"unexpected redis-benchmark output: {out!r}")
 
 
@@ -119,8 +143,66 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 @contextlib.contextmanager
-def proxy_port(server: RedisServer, mode: str, src: str | None = None) -> Iterator[int]:
+def socat_target(server: RedisServer) -> Iterator[Target]:
+    """A ``socat`` forwarder to ``server`` (one forked process per connection, TCP_NODELAY both ways)."""
+    port = free_port()
+    command = ["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr,nodelay"]
+    process = subprocess.Popen([*command, f"TCP:{server.host}:{server.port},nodelay"])
+    try:
+        wait_listening(port, process, "socat")
+        yield Target(port, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def haproxy_target(server: RedisServer) -> Iterator[Target]:
+    """An ``haproxy`` TCP forwarder to ``server``: one process, one thread, event-driven (as our proxy is), in C."""
+    port = free_port()
+    config = f"""global
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+listen redis
+    bind 127.0.0.1:{port}
+    server upstream {server.host}:{server.port}
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg", prefix="bench-haproxy-") as file:
+        file.write(config)
+        file.flush()
+        process = subprocess.Popen(["haproxy", "-f", file.name, "-db"], stdout=subprocess.DEVNULL)
+        try:
+            wait_listening(port, process, "haproxy")
+            yield Target(port, process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"{name} did not start listening on port {port}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def proxy_port(server: RedisServer, mode: str, src: str | None = None) -> Iterator[Target]:
     command = [sys.executable, "-m", "sessionkv.testing.faults.cli", "--upstream", f"{server.host}:{server.port}"]
     env = os.environ if src is None else {**os.environ, "PYTHONPATH": src}
     process = subprocess.Popen([*command, *MODES[mode]], stdout=subprocess.PIPE, text=True, env=env)
@@ -129,7 +211,7 @@ def proxy_port(server: RedisServer, mode: str, src: str | None = None) -> Iterat
         line = process.stdout.readline()  # "listening redis://HOST:PORT/0 -> ..."
         if not line.startswith("listening "):
             raise RuntimeError(f"proxy did not start: {line!r}")
-        yield int(line.split()[1].rsplit("/", 1)[0].rsplit(":", 1)[1])
+        yield Target(int(line.split()[1].rsplit("/", 1)[0].rsplit(":", 1)[1]), process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -148,46 +230,79 @@ def run(settings: Settings, modes: list[str], baseline_src: str | None) -> int:
             sock.sendall(b"*3\r\n$3\r\nSET\r\n$10\r\nbench:seq0\r\n$64\r\n" + VALUE + b"\r\n")
             sock.recv(64)
         for mode in modes:
+            load_before = os.getloadavg()[0]
             with contextlib.ExitStack() as stack:
-                targets = {"direct": server.port, "proxy": stack.enter_context(proxy_port(server, mode))}
+                targets = {"direct": Target(server.port), "proxy": stack.enter_context(proxy_port(server, mode))}
                 if baseline_src is not None:
                     targets["baseline"] = stack.enter_context(proxy_port(server, mode, baseline_src))
-                firsts = {name: sequential_round_trips_us(p, 1)[0] for name, p in targets.items()}
-                for p in targets.values():  # warm up every path
-                    redis_benchmark_rps(p, settings.requests // 10)
-                rps: dict[str, list[float]] = {name: [] for name in targets}
-                trips: dict[str, list[float]] = {name: [] for name in targets}
+                if shutil.which("haproxy") is not None:
+                    targets["haproxy"] = stack.enter_context(haproxy_target(server))
+                if shutil.which("socat") is not None:
+                    targets["socat"] = stack.enter_context(socat_target(server))
+                firsts = {name: sequential_round_trips_us(t.port, 1)[0] for name, t in targets.items()}
+                for t in targets.values():  # warm up every path
+                    redis_benchmark(t.port, settings.requests // 10)
+                m = Measures(targets)
                 for _ in range(settings.rounds):
-                    for name, p in targets.items():
-                        rps[name].append(redis_benchmark_rps(p, settings.requests))
-                        trips[name].extend(sequential_round_trips_us(p, settings.sequential_ops)[1])
-            report(mode, settings, rps, trips, firsts)
+                    for name, t in targets.items():
+                        before = cpu_s(t.pid) if t.pid is not None else 0.0
+                        m.rps[name].append(redis_benchmark(t.port, settings.requests)[0])
+                        if t.pid is not None:
+                            m.cpu_us[name].append((cpu_s(t.pid) - before) * 1e6 / settings.requests)
+                        rate, p50 = redis_benchmark(t.port, settings.serial_requests, 1, 1)
+                        m.serial_us[name].append(p50)
+                        m.serial_mean_us[name].append(1e6 / rate)
+                        m.trips[name].extend(sequential_round_trips_us(t.port, settings.sequential_ops)[1])
+            report(mode, settings, m, firsts, (load_before, os.getloadavg()[0]))
     return 0
 
 
-def report(
-    mode: str, settings: Settings, rps: dict[str, list[float]], trips: dict[str, list[float]], firsts: dict[str, float]
-) -> None:
-    direct = statistics.median(rps["direct"])
-    print(f"== proxy mode {mode!r} ({' '.join(MODES[mode]) or 'no fault'}); {settings.rounds} alternating rounds")
+class Measures:
+    """Per target: -P 16 rates, proxy CPU µs per request, -P 1 round trips (p50 and mean per round), socket round
+    trips."""
+
+    def __init__(self, targets: dict[str, Target]) -> None:
+        self.rps: dict[str, list[float]] = {name: [] for name in targets}
+        self.cpu_us: dict[str, list[float]] = {name: [] for name in targets}
+        self.serial_us: dict[str, list[float]] = {name: [] for name in targets}
+        self.serial_mean_us: dict[str, list[float]] = {name: [] for name in targets}
+        self.trips: dict[str, list[float]] = {name: [] for name in targets}
+
+
+def report(mode: str, settings: Settings, m: Measures, firsts: dict[str, float], load: tuple[float, float]) -> None:
+    direct = statistics.median(m.rps["direct"])
+    print(
+        f"== proxy mode {mode!r} ({' '.join(MODES[mode]) or 'no fault'}); {settings.rounds} alternating rounds; "
+        f"load average {load[0]:.1f} before, {load[1]:.1f} after"
+    )
     print(
         f"redis-benchmark -t get -P 16 -c 50 -n {settings.requests}: direct {direct:,.0f} req/s "
-        f"(rounds {spread(rps['direct'])})"
+        f"(rounds {spread(m.rps['direct'])})"
     )
-    for name in [n for n in rps if n != "direct"]:
-        proxied = statistics.median(rps[name])
+    for name in [n for n in m.rps if n != "direct"]:
+        proxied = statistics.median(m.rps[name])
+        ratios = [p / d for p, d in zip(m.rps[name], m.rps["direct"], strict=True)]
+        cpu = f"; its CPU {statistics.median(m.cpu_us[name]):.2f} µs/request" if m.cpu_us[name] else ""
         print(
-            f"  {name:>8}: {proxied:,.0f} req/s (rounds {spread(rps[name])}) = {proxied / direct:.0%} of direct "
-            "(goal >= 50%)"
+            f"  {name:>8}: {proxied:,.0f} req/s (rounds {spread(m.rps[name])}) = {proxied / direct:.0%} of direct "
+            f"(per-round ratios {min(ratios):.0%}..{max(ratios):.0%}; goal >= 50%){cpu}"
         )
-    row = {name: (percentile(v, 0.5), percentile(v, 0.99), max(v)) for name, v in trips.items()}
-    for name in rps:
+    serial = {name: statistics.median(v) for name, v in m.serial_us.items()}
+    mean = {name: statistics.median(v) for name, v in m.serial_mean_us.items()}
+    print(f"redis-benchmark -t get -P 1 -c 1 -n {settings.serial_requests}, round trip (medians of the rounds):")
+    for name, v in m.serial_us.items():
+        more = "" if name == "direct" else f"  added: p50 {serial[name] - serial['direct']:+.0f} µs (goal <= 100 µs)"
+        more += "" if name == "direct" else f", mean {mean[name] - mean['direct']:+.0f} µs"
+        rounds = f"rounds {min(v):.0f}..{max(v):.0f}"
+        print(f"  {name:>8}: p50 {serial[name]:6.0f} µs ({rounds}), mean {mean[name]:6.0f} µs{more}")
+    row = {name: (percentile(v, 0.5), percentile(v, 0.99), max(v)) for name, v in m.trips.items()}
+    for name in m.rps:
         p50, p99, worst = row[name]
         print(
-            f"sequential GET round trip, {name:>8}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  worst {worst:7.0f} µs  "
-            f"first call {firsts[name]:6.0f} µs  ({len(trips[name])} calls)"
+            f"sequential GET round trip (Python socket), {name:>8}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  "
+            f"worst {worst:7.0f} µs  first call {firsts[name]:6.0f} µs  ({len(m.trips[name])} calls)"
         )
-    for name in [n for n in rps if n != "direct"]:
+    for name in [n for n in m.rps if n != "direct"]:
         added = row[name][0] - row["direct"][0]
         print(f"added by {name}: p50 {added:.0f} µs (goal <= 100 µs), p99 {row[name][1] - row['direct'][1]:.0f} µs")
 
