@@ -6,7 +6,7 @@ Starts its own redis-server and a proxy in its own process (``python -m sessionk
 - throughput: ``redis-benchmark -t get -P 16 -c 50`` (the C client shipped with redis), requests per second, median
   and spread of the rounds (goal: proxied >= 50% of direct), and the proxy process's CPU time per request (user +
   system, from /proc: unlike the throughput, it hardly depends on what else runs on the machine);
-- latency: ``redis-benchmark -t get -P 1 -c 1`` (one GET at a time; µs per round trip = 1 / its rate), and one
+- latency: ``redis-benchmark -t get -P 1 -c 1`` (one GET at a time: its p50, and its mean = 1 / its rate), and one
   connection sending GETs one at a time from a blocking socket, round trip p50 / p99 / worst and the first call on a
   fresh connection (goal: the proxy adds <= 100 µs).
 
@@ -22,9 +22,12 @@ Proxy modes (``--mode``, repeatable; default all three):
   and offered to the fault: the cost of having command faults installed);
 - ``raw``: no RESP framing (byte faults only).
 
-    python benchmarks/bench_proxy.py            # full run, ~1 min
+    python benchmarks/bench_proxy.py            # full run, a few minutes (more on a loaded machine)
     python benchmarks/bench_proxy.py --quick    # CI smoke, a few seconds
     python benchmarks/bench_proxy.py --mode resp --baseline-src /tmp/old/src   # also an older proxy, same run
+    python benchmarks/bench_proxy.py --loop asyncio --sketches  # asyncio's loop; Python forwarders for comparison
+
+The proxy runs on uvloop when it is installed (``sessionkv proxy --loop auto``), else on asyncio's loop.
 
 ``--baseline-src DIR`` also measures the proxy as found in another source tree (e.g. ``git archive <commit> src``
 unpacked), in the same alternating rounds, for before/after figures from one run.
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -55,6 +59,103 @@ MODES = {
 GET = b"*2\r\n$3\r\nGET\r\n$10\r\nbench:seq0\r\n"
 VALUE = b"x" * 64
 REPLY = b"$64\r\n" + VALUE + b"\r\n"
+
+
+# Minimal forwarders in Python (``--sketches``): no faults, no transcript, no flow control to speak of. They show what
+# the proxy's design (one process, asyncio) can reach at best, and what the alternatives that were tried reach.
+_SKETCH_ACCEPT = """
+import socket, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print("ready", listener.getsockname()[1], flush=True)
+def pair():
+    client, _ = listener.accept()
+    server = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    for sock in (client, server):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return client, server
+"""
+SKETCHES = {
+    # one thread per direction: blocking recv_into a preallocated buffer + sendall (the GIL is released in both)
+    "py-threads": _SKETCH_ACCEPT
+    + """
+import threading
+def pump(src, dst):
+    buf = bytearray(262144)
+    view = memoryview(buf)
+    while n := src.recv_into(buf):
+        dst.sendall(view[:n])
+    dst.shutdown(socket.SHUT_WR)
+while True:
+    client, server = pair()
+    threading.Thread(target=pump, args=(client, server), daemon=True).start()
+    threading.Thread(target=pump, args=(server, client), daemon=True).start()
+""",
+    # one thread, select.epoll, no asyncio: recv_into a shared buffer, then send (blocking if the peer is slow)
+    "py-epoll": _SKETCH_ACCEPT
+    + """
+import select
+poller = select.epoll()
+poller.register(listener.fileno(), select.EPOLLIN)
+peers = {}
+buf = bytearray(262144)
+view = memoryview(buf)
+def send_all(sock, data):
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    if sent < len(data):
+        sock.setblocking(True)
+        sock.sendall(data[sent:])
+        sock.setblocking(False)
+while True:
+    for fd, _ in poller.poll():
+        if fd == listener.fileno():
+            client, server = pair()
+            for sock, other in ((client, server), (server, client)):
+                sock.setblocking(False)
+                peers[sock.fileno()] = (sock, other)
+                poller.register(sock.fileno(), select.EPOLLIN)
+            continue
+        sock, other = peers[fd]
+        try:
+            n = sock.recv_into(buf)
+        except BlockingIOError:
+            continue
+        if n:
+            send_all(other, view[:n])
+            continue
+        for end in (sock, other):
+            if peers.pop(end.fileno(), None) is not None:
+                poller.unregister(end.fileno())
+            end.close()
+""",
+    # asyncio, a Protocol per socket whose data_received writes to the other transport: the floor of our design
+    "py-asyncio": """
+import asyncio, sys
+class Side(asyncio.Protocol):
+    peer = None
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.peer.transport.write(data)
+class Client(Side):
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.pause_reading()
+        asyncio.get_running_loop().create_task(self.connect())
+    async def connect(self):
+        server = Side()
+        await asyncio.get_running_loop().create_connection(lambda: server, "127.0.0.1", int(sys.argv[1]))
+        server.peer, self.peer = self, server
+        self.transport.resume_reading()
+async def main():
+    listener = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", 0)
+    print("ready", listener.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+""",
+}
 
 
 @dataclass(frozen=True)
@@ -202,8 +303,27 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], name: str) -> No
 
 
 @contextlib.contextmanager
-def proxy_port(server: RedisServer, mode: str, src: str | None = None) -> Iterator[Target]:
+def sketch_target(server: RedisServer, name: str) -> Iterator[Target]:
+    """One of :data:`SKETCHES`, forwarding to ``server``."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", SKETCHES[name], str(server.port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "ready PORT"
+        if not line.startswith("ready "):
+            raise RuntimeError(f"{name} did not start: {line!r}")
+        yield Target(int(line.split()[1]), process.pid)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def proxy_port(server: RedisServer, mode: str, src: str | None = None, loop: str = "auto") -> Iterator[Target]:
     command = [sys.executable, "-m", "sessionkv.testing.faults.cli", "--upstream", f"{server.host}:{server.port}"]
+    if src is None:  # an older tree's proxy may not know --loop
+        command += ["--loop", loop]
     env = os.environ if src is None else {**os.environ, "PYTHONPATH": src}
     process = subprocess.Popen([*command, *MODES[mode]], stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -221,7 +341,7 @@ def spread(values: list[float]) -> str:
     return f"{min(values):,.0f}..{max(values):,.0f}"
 
 
-def run(settings: Settings, modes: list[str], baseline_src: str | None) -> int:
+def run(settings: Settings, modes: list[str], baseline_src: str | None, sketches: bool, loop: str) -> int:
     if shutil.which("redis-benchmark") is None:
         print("redis-benchmark not found (Debian/Ubuntu: apt-get install redis-tools)", file=sys.stderr)
         return 1
@@ -232,9 +352,12 @@ def run(settings: Settings, modes: list[str], baseline_src: str | None) -> int:
         for mode in modes:
             load_before = os.getloadavg()[0]
             with contextlib.ExitStack() as stack:
-                targets = {"direct": Target(server.port), "proxy": stack.enter_context(proxy_port(server, mode))}
+                proxy = stack.enter_context(proxy_port(server, mode, loop=loop))
+                targets = {"direct": Target(server.port), "proxy": proxy}
                 if baseline_src is not None:
                     targets["baseline"] = stack.enter_context(proxy_port(server, mode, baseline_src))
+                for sketch in SKETCHES if sketches else ():
+                    targets[sketch] = stack.enter_context(sketch_target(server, sketch))
                 if shutil.which("haproxy") is not None:
                     targets["haproxy"] = stack.enter_context(haproxy_target(server))
                 if shutil.which("socat") is not None:
@@ -284,7 +407,7 @@ def report(mode: str, settings: Settings, m: Measures, firsts: dict[str, float],
         ratios = [p / d for p, d in zip(m.rps[name], m.rps["direct"], strict=True)]
         cpu = f"; its CPU {statistics.median(m.cpu_us[name]):.2f} µs/request" if m.cpu_us[name] else ""
         print(
-            f"  {name:>8}: {proxied:,.0f} req/s (rounds {spread(m.rps[name])}) = {proxied / direct:.0%} of direct "
+            f"  {name:>10}: {proxied:,.0f} req/s (rounds {spread(m.rps[name])}) = {proxied / direct:.0%} of direct "
             f"(per-round ratios {min(ratios):.0%}..{max(ratios):.0%}; goal >= 50%){cpu}"
         )
     serial = {name: statistics.median(v) for name, v in m.serial_us.items()}
@@ -294,12 +417,12 @@ def report(mode: str, settings: Settings, m: Measures, firsts: dict[str, float],
         more = "" if name == "direct" else f"  added: p50 {serial[name] - serial['direct']:+.0f} µs (goal <= 100 µs)"
         more += "" if name == "direct" else f", mean {mean[name] - mean['direct']:+.0f} µs"
         rounds = f"rounds {min(v):.0f}..{max(v):.0f}"
-        print(f"  {name:>8}: p50 {serial[name]:6.0f} µs ({rounds}), mean {mean[name]:6.0f} µs{more}")
+        print(f"  {name:>10}: p50 {serial[name]:6.0f} µs ({rounds}), mean {mean[name]:6.0f} µs{more}")
     row = {name: (percentile(v, 0.5), percentile(v, 0.99), max(v)) for name, v in m.trips.items()}
     for name in m.rps:
         p50, p99, worst = row[name]
         print(
-            f"sequential GET round trip (Python socket), {name:>8}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  "
+            f"sequential GET round trip (Python socket), {name:>10}: p50 {p50:6.0f} µs  p99 {p99:6.0f} µs  "
             f"worst {worst:7.0f} µs  first call {firsts[name]:6.0f} µs  ({len(m.trips[name])} calls)"
         )
     for name in [n for n in m.rps if n != "direct"]:
@@ -312,8 +435,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds, for CI smoke tests")
     parser.add_argument("--mode", action="append", choices=sorted(MODES), help="proxy mode(s) to measure")
     parser.add_argument("--baseline-src", metavar="DIR", help="also measure the proxy of this source tree")
+    parser.add_argument("--sketches", action="store_true", help=f"also measure {', '.join(SKETCHES)}")
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto", help="the proxy's event loop (its --loop)"
+    )
     args = parser.parse_args(argv)
-    return run(QUICK if args.quick else FULL, args.mode or list(MODES), args.baseline_src)
+    loop = args.loop
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    print(f"proxy event loop: {loop}; baseline (if any): its own default")
+    return run(QUICK if args.quick else FULL, args.mode or list(MODES), args.baseline_src, args.sketches, loop)
 
 
 if __name__ == "__main__":

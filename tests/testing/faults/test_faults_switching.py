@@ -199,3 +199,26 @@ async def test_chunks_after_a_removed_fault_wait_for_the_ones_it_still_holds(
             assert [await conn.reply() for _ in range(4)] == [b"held", *later]
         finally:
             await conn.close()
+
+
+def test_the_proxy_keeps_every_byte_in_order_on_uvloop(redis_server: RedisServer) -> None:
+    # `sessionkv proxy` runs on uvloop when it is installed: its transports are not asyncio's (they start reading an
+    # accepted socket before the upstream connection is open, for one), so the switching scenario runs there too.
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (the proxy then runs on asyncio only)")
+
+    async def scenario() -> None:
+        faults: list[Fault] = [
+            ErrorReply(command="ECHO", key_pattern="err-*"),
+            DelayReply(command="GET", delay_ms=1.0),
+            Latency(latency_ms=1.0, direction="both"),
+        ]
+        async with RedisFaultProxy(redis_server.host, redis_server.port, seed=7) as proxy:
+            done: list[int] = []
+            workers = [asyncio.create_task(_worker(proxy.url, n, 7, done, ROUNDS)) for n in range(CLIENTS)]
+            assert await _toggle(proxy, faults, random.Random(7), done) > 0
+            for worker in workers:
+                await worker
+            _check_transcript(proxy)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())

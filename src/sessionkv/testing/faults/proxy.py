@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, cast
 
 from sessionkv.testing.faults.base import (
     ByteFault,
@@ -234,8 +234,8 @@ class _Side(asyncio.Protocol):
         self.writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (on uvloop it is not an ``asyncio.Transport`` subclass, but has the same methods)
+        self.transport = cast(asyncio.Transport, transport)
         if self.role == "client":
             self.proxy._accept(self)
 
@@ -246,13 +246,17 @@ class _Side(asyncio.Protocol):
         proxy = self.proxy
         out = self.out
         assert out is not None
+        transport = out.sink.transport
+        if transport is None:
+            # The client's bytes before the upstream connection is open (uvloop starts reading an accepted socket
+            # although connection_made paused it): kept, in order, until ``_Link.connect`` feeds them back.
+            link.early.append(data)
+            return
         # Fast pass-through, the hot path of every chunk when no fault acts on this direction: exactly what
         # ``link.arrive`` does in that state (write at once; when framing is deferred, queue the chunk to be framed
         # later), without its calls. ``in_backlog``: earlier chunks of this link await framing, so this one does too
         # (see ``_Link.arrive``); ``out.queue``/``out.busy``: earlier chunks are still held, this one goes after them.
         if (link.raw or link.in_backlog) and not proxy._byte_handles and not out.queue and not out.busy:
-            transport = out.sink.transport
-            assert transport is not None
             transport.write(data)
             if not link.raw:
                 proxy._defer(link, self.from_client, time.monotonic_ns(), data)
@@ -458,6 +462,7 @@ class _Link:
         self.closed = False
         self.opened_ns = time.monotonic_ns()
         self.connect_task: asyncio.Task[None] | None = None
+        self.early: list[bytes] = []  # the client's chunks read before the upstream connection opened
         self.flush_task: asyncio.Task[None] | None = None  # a reset waiting for the client's data to leave
         self._client_rest = b""  # an incomplete frame waiting for more bytes
         self._server_rest = b""
@@ -493,6 +498,12 @@ class _Link:
             self.server.transport.close()
             return
         assert self.client.transport is not None
+        early, self.early = self.early, []
+        for chunk in early:
+            if chunk:
+                self.client.data_received(chunk)
+            else:
+                self.on_eof("client")
         self.client.transport.resume_reading()
 
     async def wait_closed(self) -> None:
@@ -561,6 +572,9 @@ class _Link:
                 side.transport.abort()
 
     def on_eof(self, role: str) -> None:
+        if role == "client" and self.server.transport is None:
+            self.early.append(b"")  # end of stream, after the early chunks (see ``_Side.data_received``)
+            return
         out = self.to_server if role == "client" else self.to_client
         out.send(b"", arrival_ns=time.monotonic_ns(), eof=True)
 
