@@ -11,8 +11,9 @@ Starts its own redis-server and a proxy in its own process (``python -m sessionk
   fresh connection (goal: the proxy adds <= 100 µs).
 
 C forwarders, when installed, are measured in the same rounds as ceilings for any proxy on this machine: ``haproxy``
-(one process, one thread, event-driven: the same shape as ours, in C) and ``socat`` (one forked process per
-connection; its CPU time counts the connection processes once they have exited). The load average is printed before
+(one process, one thread, event-driven: the same shape as ours, in C) and, with ``--sketches``, ``socat`` (one forked
+process per connection; its CPU time counts the connection processes once they have exited; erratic under load, when
+its 50 processes wait for the scheduler). The load average is printed before
 and after each mode: the ratios depend on it (the clients, redis-server and the proxies share the cores).
 
 Proxy modes (``--mode``, repeatable; default all three):
@@ -360,7 +361,7 @@ def run(settings: Settings, modes: list[str], baseline_src: str | None, sketches
                     targets[sketch] = stack.enter_context(sketch_target(server, sketch))
                 if shutil.which("haproxy") is not None:
                     targets["haproxy"] = stack.enter_context(haproxy_target(server))
-                if shutil.which("socat") is not None:
+                if sketches and shutil.which("socat") is not None:
                     targets["socat"] = stack.enter_context(socat_target(server))
                 firsts = {name: sequential_round_trips_us(t.port, 1)[0] for name, t in targets.items()}
                 for t in targets.values():  # warm up every path
@@ -404,11 +405,13 @@ def report(mode: str, settings: Settings, m: Measures, firsts: dict[str, float],
     )
     for name in [n for n in m.rps if n != "direct"]:
         proxied = statistics.median(m.rps[name])
+        # each round's ratio compares runs seconds apart: steadier than a ratio of medians when the load moves
         ratios = [p / d for p, d in zip(m.rps[name], m.rps["direct"], strict=True)]
         cpu = f"; its CPU {statistics.median(m.cpu_us[name]):.2f} µs/request" if m.cpu_us[name] else ""
         print(
-            f"  {name:>10}: {proxied:,.0f} req/s (rounds {spread(m.rps[name])}) = {proxied / direct:.0%} of direct "
-            f"(per-round ratios {min(ratios):.0%}..{max(ratios):.0%}; goal >= 50%){cpu}"
+            f"  {name:>10}: {proxied:,.0f} req/s (rounds {spread(m.rps[name])}); per round "
+            f"{statistics.median(ratios):.0%} of direct (median; rounds {min(ratios):.0%}..{max(ratios):.0%}; "
+            f"goal >= 50%){cpu}"
         )
     serial = {name: statistics.median(v) for name, v in m.serial_us.items()}
     mean = {name: statistics.median(v) for name, v in m.serial_mean_us.items()}
