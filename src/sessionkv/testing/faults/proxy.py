@@ -10,7 +10,11 @@ One upstream connection per client connection. Each direction of a connection go
 With no fault targeting a connection, data is written straight through (no queue, no extra task). With no fault
 installed that needs frames at all, stage 1 is deferred: chunks are forwarded on arrival and framed later, in arrival
 order, when the transcript or the connections are read or a fault is added (``RedisFaultProxy._replay``), which gives
-the same transcript and connection state as framing on arrival, at no per-frame cost while traffic flows.
+the same transcript and connection state as framing on arrival, at no per-frame cost while traffic flows. In that
+state (and with ``resp=False``), ``_Side.data_received`` writes each chunk itself, without the per-chunk calls of the
+general path (docs/fault-injection.md, "When pass-through is fast", says exactly when).
+
+Runs on asyncio's event loop and on uvloop (which ``sessionkv proxy`` uses when installed).
 """
 
 from __future__ import annotations
