@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from sessionkv.testing import RedisServer
-from sessionkv.testing.faults.cli import main, parse_host_port
+from sessionkv.testing.faults.cli import loop_factory, main, parse_host_port
 
 
 def test_parse_host_port_accepts_host_port_ipv6_and_bare_port() -> None:
@@ -25,6 +25,19 @@ def test_parse_host_port_accepts_host_port_ipv6_and_bare_port() -> None:
         parse_host_port("localhost:http")
 
 
+def test_the_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for() -> None:
+    assert loop_factory("asyncio") is None
+    try:
+        import uvloop
+    except ModuleNotFoundError:
+        assert loop_factory("auto") is None
+        with pytest.raises(ValueError, match="uvloop is not installed"):
+            loop_factory("uvloop")
+    else:
+        assert loop_factory("auto") is uvloop.new_event_loop
+        assert loop_factory("uvloop") is uvloop.new_event_loop
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -32,6 +45,7 @@ def test_parse_host_port_accepts_host_port_ipv6_and_bare_port() -> None:
         ["--upstream", "127.0.0.1:6379", "--fault", "latency:latency_ms=-5"],
         ["--upstream", "127.0.0.1:6379", "--raw", "--fault", "lose_reply"],
         ["--upstream", "nowhere"],
+        ["--upstream", "127.0.0.1:6379", "--loop", "trio"],
     ],
 )
 def test_bad_arguments_exit_with_status_2_before_listening(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:

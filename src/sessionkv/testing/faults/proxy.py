@@ -10,7 +10,11 @@ One upstream connection per client connection. Each direction of a connection go
 With no fault targeting a connection, data is written straight through (no queue, no extra task). With no fault
 installed that needs frames at all, stage 1 is deferred: chunks are forwarded on arrival and framed later, in arrival
 order, when the transcript or the connections are read or a fault is added (``RedisFaultProxy._replay``), which gives
-the same transcript and connection state as framing on arrival, at no per-frame cost while traffic flows.
+the same transcript and connection state as framing on arrival, at no per-frame cost while traffic flows. In that
+state (and with ``resp=False``), ``_Side.data_received`` writes each chunk itself, without the per-chunk calls of the
+general path (docs/fault-injection.md, "When pass-through is fast", says exactly when).
+
+Runs on asyncio's event loop and on uvloop (which ``sessionkv proxy`` uses when installed).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, cast
 
 from sessionkv.testing.faults.base import (
     ByteFault,
@@ -225,15 +229,17 @@ class _Side(asyncio.Protocol):
     def __init__(self, proxy: RedisFaultProxy, role: str) -> None:
         self.proxy = proxy
         self.role = role
+        self.from_client = role == "client"
         self.link: _Link | None = None
+        self.out: _Outbound | None = None  # the direction this socket's bytes go (set with ``link``)
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.writable = asyncio.Event()
         self.writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport (on uvloop it is not an ``asyncio.Transport`` subclass, but has the same methods)
+        self.transport = cast(asyncio.Transport, transport)
         if self.role == "client":
             self.proxy._accept(self)
 
@@ -241,9 +247,27 @@ class _Side(asyncio.Protocol):
         link = self.link
         if link is None or link.closed:
             return
+        proxy = self.proxy
+        out = self.out
+        assert out is not None
+        transport = out.sink.transport
+        if transport is None:
+            # The client's bytes before the upstream connection is open (uvloop starts reading an accepted socket
+            # although connection_made paused it): kept, in order, until ``_Link.connect`` feeds them back.
+            link.early.append(data)
+            return
+        # Fast pass-through, the hot path of every chunk when no fault acts on this direction: exactly what
+        # ``link.arrive`` does in that state (write at once; when framing is deferred, queue the chunk to be framed
+        # later), without its calls. ``in_backlog``: earlier chunks of this link await framing, so this one does too
+        # (see ``_Link.arrive``); ``out.queue``/``out.busy``: earlier chunks are still held, this one goes after them.
+        if (link.raw or link.in_backlog) and not proxy._byte_handles and not out.queue and not out.busy:
+            transport.write(data)
+            if not link.raw:
+                proxy._defer(link, self.from_client, time.monotonic_ns(), data)
+            return
         now = time.monotonic_ns()
         try:
-            link.arrive(self.role == "client", data, now)
+            link.arrive(self.from_client, data, now)
         except Exception as exc:  # a fault's bug: never let it stop one direction silently
             link.crashed(f"{'commands' if self.role == 'client' else 'replies'}", exc)
 
@@ -430,6 +454,8 @@ class _Link:
         client.link = self
         self.to_server = _Outbound(self, "upstream", self.server)
         self.to_client = _Outbound(self, "downstream", client)
+        client.out = self.to_server
+        self.server.out = self.to_client
         self.pending: deque[_Pending] = deque()
         self.shaped_pending = 0  # entries of ``pending`` whose reply a fault shapes (or the proxy makes)
         self.raw = not proxy.resp
@@ -440,6 +466,7 @@ class _Link:
         self.closed = False
         self.opened_ns = time.monotonic_ns()
         self.connect_task: asyncio.Task[None] | None = None
+        self.early: list[bytes] = []  # the client's chunks read before the upstream connection opened
         self.flush_task: asyncio.Task[None] | None = None  # a reset waiting for the client's data to leave
         self._client_rest = b""  # an incomplete frame waiting for more bytes
         self._server_rest = b""
@@ -475,6 +502,12 @@ class _Link:
             self.server.transport.close()
             return
         assert self.client.transport is not None
+        early, self.early = self.early, []
+        for chunk in early:
+            if chunk:
+                self.client.data_received(chunk)
+            else:
+                self.on_eof("client")
         self.client.transport.resume_reading()
 
     async def wait_closed(self) -> None:
@@ -543,6 +576,9 @@ class _Link:
                 side.transport.abort()
 
     def on_eof(self, role: str) -> None:
+        if role == "client" and self.server.transport is None:
+            self.early.append(b"")  # end of stream, after the early chunks (see ``_Side.data_received``)
+            return
         out = self.to_server if role == "client" else self.to_client
         out.send(b"", arrival_ns=time.monotonic_ns(), eof=True)
 
