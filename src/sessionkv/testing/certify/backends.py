@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from sessionkv.clock import Clock
 from sessionkv.memory import InMemorySessionKVStore
-from sessionkv.redis_store import RedisSessionKVStore
+from sessionkv.redis_store import RedisSessionKVStore, redact_url
 
 __all__ = ["fakeredis", "memory", "redis", "redis_indexed", "redis_store_factory"]
 
@@ -139,7 +139,7 @@ def redis_store_factory(url: str, *, indexed: bool = False) -> Any:
         return store
 
     make.unavailable = unreachable  # type: ignore[attr-defined]
-    make.__qualname__ = f"redis_store_factory({url!r}, indexed={indexed})"
+    make.__qualname__ = f"redis_store_factory({redact_url(url)!r}, indexed={indexed})"  # shown in every report
     return make
 
 
