@@ -7,9 +7,11 @@ The guarantees G01-G16 themselves are checked for both modes in ``test_store_con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from sessionkv import (
 from sessionkv.redis_store import redact_url
 from sessionkv.testing import RedisServer, RedisServerError
 from sessionkv.testing.faults import ErrorReply, RedisFaultProxy
+from sessionkv.testing.polling import NotReachedError, eventually
 
 MODES = [pytest.param(False, id="scan"), pytest.param(True, id="indexed")]
 LEX = b"\xffsessionkv:lex\xff"
@@ -436,12 +439,14 @@ async def _list_across_a_table_shrink(server: RedisServer, admin: aioredis.Redis
             await admin.unlink(*filler[start : start + 5000])
         # The server shrinks the table in its cron, ten times a second. On a busy machine the cron may already have
         # shrunk it before this measurement: then no smaller size comes, the wait ends at its bound and the listing
-        # resumes anyway (the shrink did happen while keys() was paused). The bound is checked here, not by cancelling
-        # the poll, so a cancellation swallowed inside the client cannot turn it into an endless loop.
+        # resumes anyway (the shrink did happen while keys() was paused).
         large = await _main_table_bytes(admin)
-        give_up = loop.time() + SHRINK_WAIT_S
-        while await _main_table_bytes(admin) >= large and loop.time() < give_up:  # noqa: ASYNC110 - polls the server
-            await asyncio.sleep(0.02)
+
+        async def shrunk() -> bool:
+            return await _main_table_bytes(admin) < large
+
+        with contextlib.suppress(NotReachedError):
+            await eventually(shrunk, within=SHRINK_WAIT_S, what="the main hash table to shrink", interval=0.02)
         PausingScanConnection.resume.set()
         listed = await listing
     return listed, list(PausingScanConnection.replied)
@@ -705,17 +710,97 @@ async def test_paused_server_hits_the_deadline_even_without_socket_timeout(
     await client.aclose()
 
 
+class CancellingSendConnection(Connection):
+    """A real connection that, while sending its ``cancel_at``-th SCAN, asks ``victim`` to cancel, then blocks the
+    event loop ``block_s`` seconds (to let a deadline pass). ``reached`` records that it happened.
+
+    redis-py sends through ``asyncio.wait_for(self._send_packed_command(...))`` when ``socket_timeout`` is set: on
+    Python 3.11 a cancellation requested while that send runs is dropped by ``wait_for`` (CPython gh-86296), the very
+    loss the store must survive. On Python >= 3.12 the request simply surfaces at the next ``await``."""
+
+    scans = 0
+    cancel_at = 0
+    block_s = 0.0
+    victim: asyncio.Task[Any] | None = None
+    reached = False
+
+    async def _send_packed_command(self, command: Iterable[bytes]) -> None:
+        cls = type(self)
+        command = list(command)
+        if b"SCAN" in b"".join(command)[:32]:
+            cls.scans += 1
+            if cls.scans == cls.cancel_at:
+                cls.reached = True
+                if cls.victim is not None:
+                    cls.victim.cancel()
+                time.sleep(cls.block_s)  # noqa: ASYNC251 - blocking the loop is the point: the deadline passes meanwhile
+        await super()._send_packed_command(command)
+
+
+@contextlib.asynccontextmanager
+async def _scan_store_cancelled_at_page(
+    server: RedisServer, *, cancel_at: int, block_s: float = 0.0, operation_timeout: float = 5.0
+) -> AsyncIterator[RedisSessionKVStore]:
+    """A SCAN-mode store over ``CancellingSendConnection`` (armed at its ``cancel_at``-th SCAN), five pages of keys."""
+    admin = aioredis.Redis(host=server.host, port=server.port)
+    await admin.flushdb()
+    await admin.mset({f"cx:k{i}": b"v" for i in range(50)})
+    await admin.aclose()
+    cls = CancellingSendConnection
+    cls.scans, cls.cancel_at, cls.block_s, cls.victim, cls.reached = 0, cancel_at, block_s, None, False
+    pool = aioredis.ConnectionPool(
+        connection_class=cls,
+        host=server.host,
+        port=server.port,
+        socket_timeout=5.0,  # redis-py's default, explicit
+    )
+    async with aioredis.Redis.from_pool(pool) as client:
+        yield RedisSessionKVStore(client=client, key_prefix="cx:", scan_count=10, operation_timeout=operation_timeout)
+    cls.victim = None
+
+
+@pytest.mark.asyncio
+async def test_a_cancellation_redis_py_drops_still_ends_a_listing_at_once(own_server: RedisServer) -> None:
+    async with _scan_store_cancelled_at_page(own_server, cancel_at=2) as store:
+        listing = asyncio.ensure_future(store.keys(""))
+        CancellingSendConnection.victim = listing
+        with pytest.raises(asyncio.CancelledError):
+            await listing
+        assert CancellingSendConnection.reached, "the cancellation was never requested: the test proved nothing"
+        assert CancellingSendConnection.scans == 2, "keys() went on listing after it was cancelled"
+
+
+@pytest.mark.asyncio
+async def test_a_deadline_redis_py_drops_still_ends_a_listing_at_once(own_server: RedisServer) -> None:
+    # The deadline must not expire before the second page is sent: it is twenty times a whole listing measured here,
+    # and at least 1 s. The second send then blocks the loop past it, so the deadline fires as the send completes.
+    async with _scan_store_cancelled_at_page(own_server, cancel_at=0) as store:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert len(await store.keys("")) == 50
+        deadline = max(1.0, round(20 * (loop.time() - started), 3))
+    async with _scan_store_cancelled_at_page(
+        own_server, cancel_at=2, block_s=2 * deadline, operation_timeout=deadline
+    ) as store:
+        with pytest.raises(StoreUnavailableError, match=f"operation_timeout={deadline} s"):
+            await store.keys("")
+        assert CancellingSendConnection.reached, "the deadline expired before the second page: raise its margin"
+        assert CancellingSendConnection.scans == 2, "keys() went on listing past its deadline"
+
+
 async def _wait_until_busy(admin: aioredis.Redis) -> None:
     """Return once the server answers BUSY (a script has been running past lua-time-limit)."""
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                await admin.ping()
-            except ResponseError as exc:
-                if str(exc).startswith("BUSY"):
-                    return
-                raise
-            await asyncio.sleep(0.01)
+
+    async def busy() -> bool:
+        try:
+            await admin.ping()
+        except ResponseError as exc:
+            if str(exc).startswith("BUSY"):
+                return True
+            raise
+        return False
+
+    await eventually(busy, within=10, what="the server to answer BUSY")
 
 
 @pytest.mark.asyncio
@@ -1085,9 +1170,11 @@ async def test_indexed_keys_lets_other_clients_in_between_pages_and_stays_consis
         await writer.set("k/9999", b"new", 60)  # new ahead of the cursor: listed
         await writer.delete(["k/0500"])  # deleted ahead of the cursor: not listed
         await redis_client.pexpire(b"pc:k/0600", 1)  # expires ahead of the cursor: never listed
-        async with asyncio.timeout(10):
-            while await redis_client.exists(b"pc:k/0600"):  # noqa: ASYNC110 - polling the server, not a local flag
-                await asyncio.sleep(0.005)
+
+        async def expired() -> bool:
+            return not await redis_client.exists(b"pc:k/0600")
+
+        await eventually(expired, within=10, what="pc:k/0600 to expire", interval=0.005)
         HoldingConnection.go.set()
         listed = await listing
     HoldingConnection.held = HoldingConnection.go = None

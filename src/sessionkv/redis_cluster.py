@@ -74,7 +74,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessionkv._glob import glob_escape
 from sessionkv.errors import CorruptRecordError, StoreClosedError, StoreUnavailableError
-from sessionkv.redis_store import DEFAULT_KEY_PREFIX, DEFAULT_SCAN_COUNT, _check_count, _check_url
+from sessionkv.redis_store import (
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_SCAN_COUNT,
+    _check_count,
+    _check_url,
+    _honouring_cancellation,
+)
 from sessionkv.store import (
     SessionKVStore,
     check_expire_keys,
@@ -627,7 +633,7 @@ class RedisClusterSessionKVStore(SessionKVStore):
                     if self._stale_map:
                         await self._refresh_map()
                     try:
-                        return await call()
+                        return await _honouring_cancellation(call)  # else a lost cancellation retries forever
                     except (AttributeError, TypeError) as exc:
                         if not _raised_inside_redis_py(exc):
                             raise  # our own bug: never disguised as unavailability

@@ -82,7 +82,10 @@ Retries, precisely:
 
 Cancellation: cancelling a call (or hitting the deadline) while a reply is outstanding makes redis-py drop that
 connection, so the next command runs on a fresh connection and reads its own reply, never the stale one. A cancelled
-write may or may not have been applied.
+write may or may not have been applied. A cancellation or deadline always ends the call, at the latest when the
+command in flight returns: before Python 3.12, redis-py can lose a cancellation that arrives just as it finishes
+sending a command (it sends through ``asyncio.wait_for`` whenever ``socket_timeout`` is set, which redis-py >= 8 does
+by default; CPython gh-86296), so the store re-raises a cancellation its client returned from anyway.
 
 hiredis is optional: redis-py uses it when it is installed, and this module does not depend on it.
 """
@@ -445,6 +448,29 @@ def _is_transient(exc: BaseException) -> bool:
     return _error_code(exc) in _TRANSIENT_CODES
 
 
+async def _honouring_cancellation(call: Callable[[], Awaitable[T]]) -> T:
+    """Await ``call()``; if the task was asked to cancel meanwhile and ``call`` returned or failed anyway, raise
+    ``CancelledError`` (inside an expired ``asyncio.timeout`` that becomes its ``TimeoutError``).
+
+    redis-py sends each command through ``asyncio.wait_for`` when ``socket_timeout`` is set, and before Python 3.12
+    ``wait_for`` returns normally when the cancellation arrives as the send completes (CPython gh-86296). A deadline
+    cancels only once, so without this a lost cancellation leaves a retry or paging loop running without its deadline.
+    """
+    task = asyncio.current_task()
+    requested = task.cancelling() if task is not None else 0
+    try:
+        result = await call()
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        if task is not None and task.cancelling() > requested:
+            raise asyncio.CancelledError from exc  # the cancellation wins over the failure it hid
+        raise
+    if task is not None and task.cancelling() > requested:
+        raise asyncio.CancelledError
+    return result
+
+
 class RedisSessionKVStore(SessionKVStore):
     """A TTL key-value store on Redis, shared by every process that uses the same server and ``key_prefix``.
 
@@ -724,7 +750,7 @@ class RedisSessionKVStore(SessionKVStore):
         attempt = 0
         while True:
             try:
-                return await call()
+                return await _honouring_cancellation(call)
             except RedisError as exc:
                 if attempt >= self.read_retries or not _is_transient(exc):
                     raise
@@ -741,7 +767,7 @@ class RedisSessionKVStore(SessionKVStore):
             )
         try:
             async with asyncio.timeout(self.operation_timeout):
-                return await (self._attempts(call) if retry else call())
+                return await (self._attempts(call) if retry else _honouring_cancellation(call))
         except TimeoutError as exc:  # the deadline (asyncio.timeout raises the built-in TimeoutError)
             raise StoreUnavailableError(
                 f"{operation} failed: Redis at {self.address} did not answer within operation_timeout="

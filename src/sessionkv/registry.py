@@ -34,7 +34,7 @@ import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, NoReturn, Protocol, Self, TypeAlias
+from typing import Any, Final, NamedTuple, NoReturn, Protocol, Self, TypeAlias
 
 from sessionkv.clock import Clock, current_clock
 from sessionkv.errors import CorruptRecordError
@@ -386,36 +386,26 @@ class SessionRegistry:
         time). Unlike :meth:`update_metrics` it does not read first and writes unconditionally, so a record that
         vanished (expired, or lost by the store) is registered again. Only the node that runs the sessions may call it,
         and only for sessions it still runs: it would resurrect a removed record. ``mset`` is atomic on every backend.
-        Every record is validated before anything is written (ids as in :meth:`register`, metrics as in
-        :meth:`update_metrics`); an empty sequence writes nothing. Encodings of unchanged records are reused from the
-        previous call, so a heartbeat of many sessions costs little more than the ``mset`` itself.
+        Every record is validated before anything is written (ids as in :meth:`register`, ``started_at`` a finite
+        real number, metrics as in :meth:`update_metrics`); an empty sequence writes nothing. Encodings of unchanged
+        records are reused from the previous call, so a heartbeat of many sessions costs little more than the ``mset``
+        itself, and the records written are remembered as :meth:`register`'s are, so reading them back decodes nothing.
         """
-        cache: dict[int, tuple[SessionInfo, dict[str, MetricValue], str, str, str]] = getattr(self, "_batch_cache", {})
-        fresh: dict[int, tuple[SessionInfo, dict[str, MetricValue], str, str, str]] = {}
-        stamp = repr(float(self.clock.time()))
+        cache: dict[int, _Batched] = getattr(self, "_batch_cache", {})
+        fresh: dict[int, _Batched] = {}
+        now = float(self.clock.time())
+        stamp = _number_json(now)
         ttl = self.ttl
         items: list[tuple[str, bytes, float]] = []
         for info in infos:
             entry = cache.get(id(info))
-            if entry is None or entry[0] is not info or entry[1] != info.metrics:
-                if not isinstance(info, SessionInfo):
-                    raise TypeError(f"infos must be SessionInfo records, got {type(info).__name__} {info!r}")
-                key = _session_key(_check_id(info.call_id, "call_id"), _check_id(info.session_id, "session_id"))
-                _check_id(info.node_id, "node_id")
-                checked = _check_metrics(info.metrics)
-                metrics = json.dumps(checked) if checked else "{}"
-                # exactly SessionInfo.to_json() with metrics_updated_at left open
-                head = json.dumps(
-                    {
-                        "session_id": info.session_id,
-                        "call_id": info.call_id,
-                        "node_id": info.node_id,
-                        "started_at": float(info.started_at),
-                    }
-                )[:-1]
-                entry = (info, checked, key, f'{head}, "metrics_updated_at": ', f', "metrics": {metrics}}}')
+            if entry is None or entry.info is not info or entry.metrics != info.metrics:
+                entry = _batched(info)
             fresh[id(info)] = entry
-            items.append((entry[2], f"{entry[3]}{stamp}{entry[4]}".encode(), ttl))
+            raw = f"{entry.head}{stamp}{entry.tail}".encode()  # _record_bytes, with the stamp encoded once
+            # remembered like register's records: reads of this heartbeat's records need no decode
+            _RECORDS.put(raw, (*entry.ids, entry.started_at, now, entry.metrics), entry.head)
+            items.append((entry.key, raw, ttl))
         self._batch_cache = fresh
         if items:
             await self.store.mset(items)
@@ -668,6 +658,42 @@ def _record_head(session_id: str, call_id: str, node_id: str, started_at: float)
 def _record_bytes(head: str, metrics_updated_at: float, metrics_json: str) -> bytes:
     """``json.dumps(record).encode()``, byte for byte, from its head and the two fields a heartbeat rewrites."""
     return f'{head}{_number_json(metrics_updated_at)}, "metrics": {metrics_json}}}'.encode()
+
+
+class _Batched(NamedTuple):
+    """One record of :meth:`SessionRegistry.register_many`, validated and encoded but for ``metrics_updated_at``."""
+
+    info: SessionInfo
+    metrics: dict[str, MetricValue]  # our checked copy: compared with info.metrics to notice a change
+    key: str
+    ids: tuple[str, str, str]  # session_id, call_id, node_id
+    started_at: float
+    head: str  # the record's JSON up to the value of metrics_updated_at (see _record_head)
+    tail: str  # the JSON after it
+
+
+def _batched(info: SessionInfo) -> _Batched:
+    """Validate ``info`` as :meth:`SessionRegistry.register_many` requires and encode it."""
+    if not isinstance(info, SessionInfo):
+        raise TypeError(f"infos must be SessionInfo records, got {type(info).__name__} {info!r}")
+    call_id = _check_id(info.call_id, "call_id")
+    session_id = _check_id(info.session_id, "session_id")
+    node_id = _check_id(info.node_id, "node_id")
+    started_at = info.started_at
+    if not isinstance(started_at, numbers.Real) or isinstance(started_at, bool):
+        raise TypeError(f"started_at must be epoch seconds (a real number), got {started_at!r} in {info!r}")
+    if not math.isfinite(started_at):
+        raise ValueError(f"started_at must be finite epoch seconds, got {started_at!r} in {info!r}")
+    checked = _check_metrics(info.metrics)
+    return _Batched(
+        info,
+        checked,
+        _session_key(call_id, session_id),
+        (session_id, call_id, node_id),
+        float(started_at),
+        _record_head(session_id, call_id, node_id, float(started_at)),
+        f', "metrics": {_dumps(checked) if checked else "{}"}}}',
+    )
 
 
 def _load_object(raw: bytes | str, key: str) -> dict[str, Any]:

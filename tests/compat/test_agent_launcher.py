@@ -26,7 +26,7 @@ from vision_agents.core.edge.types import User
 from vision_agents.core.observability.agent import AgentMetrics
 
 from sessionkv import InMemorySessionKVStore, RedisSessionKVStore, SessionKVStore, SessionRegistry
-from sessionkv.testing import RedisServer
+from sessionkv.testing import RedisServer, polling
 
 INTERVAL = 0.05
 """The launcher's maintenance interval (seconds): it checks close requests and heartbeats once per interval."""
@@ -66,13 +66,7 @@ async def join_call(agent: FakeAgent, call_type: str, call_id: str) -> None:
 
 async def eventually(probe: Callable[[], Awaitable[T]], what: str) -> T:
     """Poll ``probe`` every maintenance interval until it returns something truthy; fail after ``DEADLINE``."""
-    try:
-        async with asyncio.timeout(DEADLINE):
-            while not (result := await probe()):  # noqa: ASYNC110 - the state is in the store: nothing to wait on
-                await asyncio.sleep(INTERVAL)
-    except TimeoutError:
-        raise AssertionError(f"not within {DEADLINE} s: {what}") from None
-    return result
+    return await polling.eventually(probe, within=DEADLINE, what=what, interval=INTERVAL)
 
 
 @pytest_asyncio.fixture(params=["memory", "redis"])

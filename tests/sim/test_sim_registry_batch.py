@@ -8,6 +8,7 @@ import json
 import pytest
 
 from sessionkv import InMemorySessionKVStore, SessionInfo, SessionRegistry
+from sessionkv import registry as registry_module
 from sessionkv.testing.virtual_time import VirtualClock, run
 
 
@@ -59,11 +60,44 @@ def test_register_many_validates_everything_before_writing() -> None:
             await registry.register_many([good, {"session_id": "s2"}])  # type: ignore[list-item]
         with pytest.raises(ValueError, match="finite"):
             await registry.register_many([SessionInfo("s3", "c1", "n1", 1.0, 1.0, {"x": float("nan")})])
+        with pytest.raises(ValueError, match="started_at must be finite"):
+            await registry.register_many([good, SessionInfo("s4", "c1", "n1", float("nan"), 1.0)])
+        with pytest.raises(TypeError, match="started_at must be epoch seconds"):
+            await registry.register_many([good, SessionInfo("s4", "c1", "n1", "1.0", 1.0)])  # type: ignore[arg-type]
         assert await store.keys("") == []
         await registry.register_many([])
         assert await store.keys("") == []
 
     run(main(), clock=clock)
+
+
+def test_records_of_a_batched_heartbeat_are_read_back_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    # as after register(): the registry remembers the bytes it wrote, so reading them back costs no JSON decode
+    decoded: list[str] = []
+    load = registry_module._load_object
+
+    def counting_load(raw: bytes | str, key: str) -> dict[str, object]:
+        decoded.append(key)
+        return load(raw, key)
+
+    monkeypatch.setattr(registry_module, "_load_object", counting_load)
+    clock = VirtualClock()
+
+    async def main() -> None:
+        registry, _ = _registry(clock)
+        infos = [SessionInfo(f"remembered-{i}", "batch-read", "n1", 1.25, 1.25, {"load": i}) for i in range(3)]
+        await clock.advance(1)
+        await registry.register_many(infos)
+        expected = [dataclasses.replace(info, metrics_updated_at=clock.time()) for info in infos]
+        assert await registry.get_for_call("batch-read") == expected
+        assert await registry.get("batch-read", "remembered-0") == expected[0]
+        assert await registry.update_metrics("batch-read", "remembered-1", {"load": 7})
+        reread = await registry.get("batch-read", "remembered-1")
+        assert reread is not None
+        assert reread.metrics == {"load": 7}
+
+    run(main(), clock=clock)
+    assert decoded == []
 
 
 def test_request_close_with_its_own_ttl() -> None:

@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import functools
 import importlib.metadata
+import itertools
 import os
 import platform
 import queue
@@ -232,7 +233,14 @@ class RedisServer:
     ``start()`` returns once the server answers a real ``PING``; a failure raises :class:`RedisServerError` with the
     server's log. ``stop()`` is idempotent and removes the directory. The port stays the same across
     :meth:`restart`, so clients can reconnect. Server faults: :meth:`kill` (SIGKILL), :meth:`restart` (comes back
-    empty), :meth:`pause` / :meth:`resume` (SIGSTOP / SIGCONT: the server stops answering but keeps its sockets).
+    empty, or with what it persisted: ``keep_data=True``), :meth:`pause` / :meth:`resume` (SIGSTOP / SIGCONT: the
+    server stops answering but keeps its sockets).
+
+    Data files: with persistence off the server writes none of its own accord, but one appears in its directory when
+    asked for (``SAVE``, ``BGSAVE``, ``DEBUG RELOAD``), when a replica does a disk-based full sync (it stores the
+    primary's snapshot as its RDB file), or when ``extra_args`` turn persistence on. redis-server loads them at
+    start-up whatever its ``save`` setting, so :meth:`start` after :meth:`kill` brings them back, and :meth:`restart`
+    deletes them first unless told to keep them.
     """
 
     def __init__(
@@ -410,18 +418,53 @@ class RedisServer:
     # -- server faults ---------------------------------------------------------------------------------------------
 
     def kill(self) -> None:
-        """SIGKILL the server, as a crash would: clients see their connections drop. The directory stays."""
+        """SIGKILL the server, as a crash would: clients see their connections drop. The directory stays, data files
+        included: :meth:`start` loads them, :meth:`restart` deletes them unless ``keep_data=True``."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
         self._paused = False
 
-    def restart(self) -> Self:
-        """Kill the server if it runs, then start a fresh, empty one on the same port."""
+    def restart(self, *, keep_data: bool = False) -> Self:
+        """Kill the server if it runs (SIGKILL: nothing is saved on the way down), then start it on the same port.
+
+        By default it comes back empty: its data files (the RDB file, ``dump.rdb`` or ``--dbfilename``, and the
+        append-only file or directory, ``--appendfilename`` / ``--appenddirname``) are deleted first, whoever wrote
+        them (see the class docstring). ``keep_data=True`` keeps them, so it loads what it had persisted: a crash and
+        recovery from disk. Other files in its directory (its log, a cluster node's ``nodes.conf``) are always kept.
+        """
         self.kill()
+        if not keep_data:
+            self._delete_data_files()
         self._requested_port = self._requested_port or self.port
         return self.start()
+
+    def data_files(self) -> list[Path]:
+        """The data files redis-server would load from its directory at start-up, among those that exist now."""
+        if self.directory is None:
+            return []
+        names = (
+            self._configured("--dbfilename", "dump.rdb"),
+            self._configured("--appendfilename", "appendonly.aof"),  # the layout before Redis 7: one file
+            self._configured("--appenddirname", "appendonlydir"),  # Redis >= 7: a directory of files
+        )
+        return [self.directory / name for name in names if (self.directory / name).exists()]
+
+    def _configured(self, option: str, default: str) -> str:
+        """The value of ``option`` in ``extra_args`` (the last one, as redis-server reads them), else ``default``."""
+        value = default
+        for flag, given in itertools.pairwise(self.extra_args):
+            if flag == option:
+                value = given
+        return value
+
+    def _delete_data_files(self) -> None:
+        for path in self.data_files():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open but nothing is answered until :meth:`resume`."""

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from sessionkv.clock import Clock
 from sessionkv.memory import InMemorySessionKVStore
-from sessionkv.redis_store import RedisSessionKVStore
+from sessionkv.redis_store import RedisSessionKVStore, redact_url
 
 __all__ = ["fakeredis", "memory", "redis", "redis_indexed", "redis_store_factory"]
 
@@ -27,6 +27,10 @@ _PREFIXES = itertools.count()
 _SERVER_LOCK = threading.Lock()
 _SERVER: Any = None
 UNREACHABLE_TIMEOUT: Final = 1.0
+IN_PROCESS_TIMEOUT: Final = 3600.0
+"""``operation_timeout`` of the fakeredis stores: fakeredis runs a command to its end inside the send, before any
+deadline can fire, so the deadline could not cut a hang short; it would only measure how loaded the machine is (a
+10 000-key ``mset`` takes about 1 s unloaded, and more than the default 5 s under a parallel test run)."""
 
 
 def _prefix() -> str:
@@ -80,9 +84,9 @@ def fakeredis(*, clock: Clock | None = None) -> RedisSessionKVStore:
 
         if not isinstance(clock, VirtualClock):
             raise TypeError(f"fakeredis follows the wall clock: clock must be a VirtualClock, got {clock!r}")
-        return virtual_fakeredis_store(clock, key_prefix=_prefix())
+        return virtual_fakeredis_store(clock, key_prefix=_prefix(), operation_timeout=IN_PROCESS_TIMEOUT)
     client = fake.FakeAsyncRedis(server=fake.FakeServer())
-    store = _CleaningRedisStore(client=client, key_prefix=_prefix())
+    store = _CleaningRedisStore(client=client, key_prefix=_prefix(), operation_timeout=IN_PROCESS_TIMEOUT)
     store._lent_client = client
     return store
 
@@ -139,7 +143,7 @@ def redis_store_factory(url: str, *, indexed: bool = False) -> Any:
         return store
 
     make.unavailable = unreachable  # type: ignore[attr-defined]
-    make.__qualname__ = f"redis_store_factory({url!r}, indexed={indexed})"
+    make.__qualname__ = f"redis_store_factory({redact_url(url)!r}, indexed={indexed})"  # shown in every report
     return make
 
 
