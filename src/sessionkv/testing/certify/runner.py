@@ -19,7 +19,7 @@ import inspect
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -434,6 +434,53 @@ async def run_check(
     return result
 
 
+_RECANCEL_EVERY_S: Final = 0.5
+
+
+@contextlib.asynccontextmanager
+async def _insistent_timeout(delay: float) -> AsyncIterator[None]:
+    """Like ``asyncio.timeout(delay)``, but a cancellation the check's code swallows is sent again.
+
+    ``asyncio.timeout`` cancels once. A backend built on redis-py can lose that cancellation on Python 3.11 (redis-py
+    sends through ``asyncio.wait_for``, which returns normally when the cancellation lands as the send completes:
+    CPython gh-86296), and a check that loops over such a backend would then never end. Here the task is cancelled
+    again every :data:`_RECANCEL_EVERY_S` seconds after the deadline until the block ends; the block then raises
+    ``TimeoutError``, and the task's cancellation count is restored, exactly as ``asyncio.timeout`` leaves it.
+    """
+    task = asyncio.current_task()
+    assert task is not None, "_insistent_timeout runs inside a task"
+    loop = asyncio.get_running_loop()
+    sent = 0
+    handle: asyncio.TimerHandle | None = None
+
+    def fire() -> None:
+        nonlocal sent, handle
+        sent += 1
+        task.cancel()
+        handle = loop.call_later(_RECANCEL_EVERY_S, fire)
+
+    handle = loop.call_later(delay, fire)
+    cancelling_before = task.cancelling()
+    try:
+        yield
+    except asyncio.CancelledError:
+        if sent and _uncancel(task, sent) <= cancelling_before:
+            raise TimeoutError(f"did not finish within {delay:g} s") from None
+        raise
+    else:
+        if sent:  # the body ended on its own although the deadline passed; keep the count balanced
+            _uncancel(task, sent)
+    finally:
+        handle.cancel()
+
+
+def _uncancel(task: asyncio.Task[Any], times: int) -> int:
+    remaining = task.cancelling()
+    for _ in range(times):
+        remaining = task.uncancel()
+    return remaining
+
+
 async def _attempt(
     check: Check, backend: Backend, mode: TimeMode, seed: int, level: Level
 ) -> tuple[CheckResult, str | None]:
@@ -444,7 +491,7 @@ async def _attempt(
     overran: str | None = None
     with _wall_clock_of(clock if mode.wall_clock else None):
         try:
-            async with asyncio.timeout(_timeout(mode, check)):
+            async with _insistent_timeout(_timeout(mode, check)):
                 await harness.open()
                 await check.function(harness)
         except CheckSkipped as exc:
