@@ -22,6 +22,7 @@ from redis.crc import key_slot
 from sessionkv.errors import StoreUnavailableError
 from sessionkv.redis_cluster import RedisClusterSessionKVStore
 from sessionkv.testing.faults import Down, ErrorReply, Latency
+from sessionkv.testing.netsplit import Partition, TcpForwarder
 from sessionkv.testing.servers import RedisServer
 from sessionkv.testing.topologies import RedisClusterTopology, TopologyError
 
@@ -314,3 +315,63 @@ def test_a_proxied_cluster_used_inside_asyncio_run_leaves_no_thread_port_or_proc
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# -- the forwarder alone (no server): routing by source, cuts, half-close ------------------------------------------
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()  # after the client's EOF: half-close travels both ways
+
+
+@pytest.mark.asyncio
+async def test_a_forwarder_passes_clients_and_refuses_or_cuts_an_isolated_servers_connections() -> None:
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    echo_port = server.sockets[0].getsockname()[1]
+    partition = Partition()
+    here, there = "127.7.0.1", "127.7.0.2"
+    for address in (here, there):
+        partition.add_source(address)
+    forwarder = TcpForwarder(
+        socket.create_server(("127.0.0.1", 0)),
+        lambda source: None if partition.blocked(source, here) else ("127.0.0.1", echo_port),
+        destination=here,
+    )
+    partition.attach(forwarder)
+    await forwarder.start()
+
+    async def connect(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", forwarder.port, local_addr=(source, 0))
+
+    try:
+        client = await connect("127.0.0.1")
+        peer = await connect(there)
+        for reader, writer in (client, peer):
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+
+        assert partition.isolate(there) == 1  # the other server's open connection is reset, the client's is not
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await peer[0].readexactly(1)
+        refused = await connect(there)  # accepted by the kernel, then reset by the forwarder
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await refused[0].readexactly(1)
+        client[1].write(b"still")
+        assert await client[0].readexactly(5) == b"still"
+        client[1].write_eof()  # a clean end is passed on as one
+        assert await client[0].read() == b""
+
+        partition.heal()
+        healed = await connect(there)
+        healed[1].write(b"back")
+        assert await healed[0].readexactly(4) == b"back"
+        for _, writer in (client, peer, refused, healed):
+            writer.close()
+    finally:
+        await forwarder.stop()
+        server.close()
+        await server.wait_closed()
+    assert forwarder.refused == 1

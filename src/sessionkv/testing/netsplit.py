@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 from sessionkv.testing.faults import ConnectionInfo, Fault, FaultHandle, RedisFaultProxy
+from sessionkv.testing.servers import RedisServerError
 
 __all__ = ["ClusterNetwork", "LoopThread", "NodeProxy", "Partition", "TcpForwarder", "loopback_source_addresses_work"]
 
@@ -404,12 +405,8 @@ class ClusterNetwork:
     SOURCE_PREFIX: Final = "127.7.0."
 
     def __init__(self, host: str, count: int, block: Callable[[bool, int], int], *, seed: int = 0) -> None:
-        if host != "127.0.0.1":
-            raise ValueError(
-                f"a proxied cluster runs on host 127.0.0.1 (it tells nodes apart by 127/8 source address), got {host!r}"
-            )
         if not loopback_source_addresses_work(self.source(count - 1)):
-            raise OSError(
+            raise RedisServerError(
                 f"cannot bind {self.source(count - 1)}: a proxied cluster needs every 127.0.0.0/8 address to be local "
                 "(Linux), to tell its nodes apart by source address"
             )

@@ -16,6 +16,11 @@ Faults are real: :meth:`RedisClusterTopology.kill` / ``pause`` / ``restart_empty
 :meth:`~RedisClusterTopology.heal` brings every server back and waits until the topology is whole again, and
 :meth:`~RedisClusterTopology.flush` (heal, then ``FLUSHALL`` on the primaries, replicated) gives the next test a clean
 topology. Usable without pytest.
+
+``RedisClusterTopology(proxied=True)`` puts a fault proxy in front of every node (the nodes announce it, so every
+client connection, redirections included, goes through it: :meth:`~RedisClusterTopology.proxy`) and can cut a node
+off the network (:meth:`~RedisClusterTopology.isolate`, :meth:`~RedisClusterTopology.heal_network`); the machinery is
+in :mod:`sessionkv.testing.netsplit`.
 """
 
 from __future__ import annotations
@@ -271,7 +276,7 @@ def _start_servers(make: Callable[[int], list[RedisServer]], host: str, *, bus: 
 
 @dataclass(frozen=True)
 class ClusterNode:
-    """One line of ``CLUSTER NODES`` as a node sees it."""
+    """One line of ``CLUSTER NODES`` as a node sees it (``port``: the announced one, a proxy's when proxied)."""
 
     id: str
     port: int
@@ -320,6 +325,12 @@ class RedisClusterTopology:
     replica reports ``master_link_status:up``; :attr:`startup_seconds` says how long that took. The servers are
     :attr:`servers`; which of them are primaries changes with failovers, so ask :meth:`primaries` /
     :meth:`primary_for_key`.
+
+    ``proxied=True``: clients reach every node only through its own fault proxy (:meth:`proxy`, :meth:`client_port`;
+    ``startup_nodes`` and ``url`` name proxies), and :meth:`isolate` / :meth:`heal_network` partition a node from the
+    others. Needs Linux (127.0.0.0/8 all local), host 127.0.0.1 and a server with ``bind-source-addr`` (Redis >= 7.0,
+    Valkey); ``seed`` seeds the proxies (node ``i`` gets ``seed + i``). Admin traffic of the topology itself always
+    goes to the nodes' own ports, past every fault.
     """
 
     def __init__(
@@ -338,6 +349,11 @@ class RedisClusterTopology:
             raise ValueError(
                 f"a topology holds at most {BLOCK_SIZE} servers, at least one primary: got {primaries} primaries "
                 f"with {replicas_per_primary} replicas each"
+            )
+        if proxied and host != "127.0.0.1":
+            raise ValueError(
+                f"a proxied cluster runs on host 127.0.0.1 (it tells its nodes apart by their 127/8 source addresses), "
+                f"got host={host!r}"
             )
         self.primary_count = primaries
         self.replicas_per_primary = replicas_per_primary
@@ -466,14 +482,15 @@ class RedisClusterTopology:
             _command(server, "CLUSTER", "REPLICATE", self._ids[primary.port])
 
     def stop(self) -> None:
-        """Stop every server and remove its directory (nodes.conf included). Idempotent."""
+        """Stop the proxies and forwarders (if proxied), then every server, and remove every directory (nodes.conf
+        included). Idempotent."""
+        network, self._network = self._network, None
+        if network is not None:
+            network.stop()  # first: a client connecting meanwhile is refused, not sent to a stopping node
         servers, self.servers = self.servers, []
         for server in servers:
             server.stop()
         self._ids.clear()
-        network, self._network = self._network, None
-        if network is not None:
-            network.stop()
 
     def __enter__(self) -> Self:
         return self.start()
