@@ -285,6 +285,26 @@ class _Link:
             self.closed.set_result(None)
 
 
+class _Accepted(_End):
+    """The accepted end: asks the route where to go, then connects there (or resets at once)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        assert self.transport is not None
+        link, forwarder = self.link, self.link.forwarder
+        peer = self.transport.get_extra_info("peername")
+        link.source = str(peer[0]) if peer else ""
+        destination = forwarder._route(link.source)
+        if destination is None:
+            forwarder.refused += 1
+            _reset(self.transport)
+            return
+        forwarder._links.add(link)
+        self.transport.pause_reading()  # until the destination accepted
+        link.connect_task = asyncio.get_running_loop().create_task(link.connect(*destination))
+        link.connect_task.add_done_callback(lambda _: link.maybe_finished())
+
+
 class TcpForwarder:
     """Forwards every connection accepted on ``sock`` to where ``route(source_address)`` says, byte for byte.
 
@@ -315,27 +335,8 @@ class TcpForwarder:
 
     def _accepted(self) -> asyncio.Protocol:
         link = _Link(self, "")
-        forwarder = self
-
-        class Accepted(_End):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                super().connection_made(transport)
-                assert self.transport is not None
-                peer = self.transport.get_extra_info("peername")
-                link.source = str(peer[0]) if peer else ""
-                destination = forwarder._route(link.source)
-                if destination is None:
-                    forwarder.refused += 1
-                    _reset(self.transport)
-                    return
-                forwarder._links.add(link)
-                self.transport.pause_reading()  # until the destination accepted
-                link.connect_task = asyncio.get_running_loop().create_task(link.connect(*destination))
-                link.connect_task.add_done_callback(lambda _: link.maybe_finished())
-
-        accepted = Accepted(link)
-        link.client = accepted
-        return accepted
+        link.client = _Accepted(link)
+        return link.client
 
     def cut(self, partition: Partition) -> int:
         """Reset the open connections from a source ``partition`` now cuts from :attr:`destination`."""

@@ -262,13 +262,31 @@ def _start_servers(make: Callable[[int], list[RedisServer]], host: str, *, bus: 
         try:
             for server in servers:
                 started.append(server.start())
+                _check_own(server)
             return started
         except RedisServerError as exc:
             for server in started:
+                server.kill()  # never SHUTDOWN over a port that may be another process's
                 server.stop()
             if "Address already in use" not in str(exc) or attempt == 4:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_own(server: RedisServer) -> None:
+    """Raise unless the process answering on ``server``'s port is ``server``'s own: when another process took the port
+    between the free-port check and the start, ours fails to bind and exits, but the other one answers its PING."""
+    try:
+        pid = int(_info(server, "server").get("process_id", -1))
+    except (redis.RedisError, OSError) as exc:
+        pid, seen = -1, f"{type(exc).__name__}: {exc}"
+    else:
+        seen = f"process {pid}"
+    if pid != server.pid:
+        raise RedisServerError(
+            f"Address already in use: port {server.port} is answered by {seen}, not by the server started there "
+            f"(process {server.pid})"
+        )
 
 
 # -- Redis Cluster ----------------------------------------------------------------------------------------------------
