@@ -6,6 +6,8 @@ The public API is re-exported here; the contract every store honours is stated i
 from sessionkv.clock import Clock, SystemClock
 from sessionkv.errors import CorruptRecordError, SessionKVError, StoreClosedError, StoreUnavailableError
 from sessionkv.memory import InMemorySessionKVStore
+from sessionkv.redis_cluster import RedisClusterSessionKVStore
+from sessionkv.redis_sentinel import RedisSentinelSessionKVStore
 from sessionkv.redis_store import RedisSessionKVStore
 from sessionkv.registry import SessionInfo, SessionMetrics, SessionRegistry
 from sessionkv.store import GUARANTEES, MAX_TTL, SessionKVStore
@@ -16,6 +18,8 @@ __all__ = [
     "Clock",
     "CorruptRecordError",
     "InMemorySessionKVStore",
+    "RedisClusterSessionKVStore",
+    "RedisSentinelSessionKVStore",
     "RedisSessionKVStore",
     "SessionInfo",
     "SessionKVError",

@@ -5,12 +5,19 @@ plain Redis string at ``key_prefix + key`` with a millisecond TTL, so both store
 other's keys on the same cluster. Operations:
 
 * ``set``/``get``/``expire`` of one key: one command, routed by the client to the primary of the key's hash slot.
-* Batches (``mset``, ``mget``, ``expire`` and ``delete`` of several keys) are grouped by hash slot: one command per
-  slot (``MGET``, ``UNLINK``, or a small Lua script that writes the slot's keys in one atomic step), all slots'
-  commands pipelined, one round trip per primary. Within a slot a batch is atomic; **across slots it is not**: a
-  concurrent reader can see part of an ``mset`` (G07's atomicity, declared in :attr:`certify_unsupported` so that
-  certification reports it as declared rather than failed). Every item is still applied as ``set`` would, the last
-  duplicate wins, and an invalid batch writes nothing (validated before any I/O).
+* Batches (``mset``, ``mget``, ``expire`` and ``delete`` of several keys) go to each primary as **one command**: a
+  small Lua script run with ``EVALSHA`` on the node, over every key of the batch that the node serves, whatever their
+  hash slots (the ``allow-cross-slot-keys`` script flag, Redis >= 7.0 and Valkey). Keys a script cannot cover (its
+  slot map moved under the call: ``MOVED``/``ASK``, a slot being migrated; or a server that rejects the flag) are
+  sent per hash slot instead: one command per slot (``MGET``, ``UNLINK``, or a script that writes the slot's keys in
+  one atomic step), pipelined, one round trip per primary, redirections followed. A write script stops at the first
+  key it cannot write and reports how many it wrote, so only the others go per slot: no key is written twice (a
+  write script whose outcome is unknown is never sent again). A server that rejects the flag is remembered and the
+  store keeps to the per-slot path (as it does with ``per_node_batches=False``).
+  Within a primary a batch is atomic (one script; within a slot where keys went per slot); **across primaries it
+  is not**: a concurrent reader can see part of an ``mset`` (G07's atomicity, declared in :attr:`certify_unsupported`
+  so that certification reports it as declared rather than failed). Every item is still applied as ``set`` would,
+  the last duplicate wins, and an invalid batch writes nothing (validated before any I/O).
 * ``keys(prefix)``: ``SCAN MATCH`` on every primary (concurrently), with the same literal-prefix escaping as the
   single-server store; a key reported twice (SCAN may repeat, and a slot that moves during the call can be seen on
   two nodes) is listed once. Not atomic against concurrent writers, as on one server.
@@ -37,6 +44,7 @@ the replica is promoted (the Redis Cluster specification's stated window). The s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final, TypeVar, cast
@@ -52,6 +60,8 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     ClusterError,
+    NoPermissionError,
+    NoScriptError,
     ReadOnlyError,
     RedisClusterException,
     RedisError,
@@ -86,8 +96,9 @@ _BACKOFF_FIRST_S: Final = 0.01
 _BACKOFF_MAX_S: Final = 0.25
 
 MSET_ACROSS_SLOTS: Final = (
-    "on Redis Cluster an mset spanning several hash slots is applied slot by slot (atomic within each slot, not "
-    "across them), so a concurrent reader may see part of it; use hash_tag= to keep a store's keys in one slot"
+    "on Redis Cluster an mset spanning several primaries is applied primary by primary (atomic on each primary, "
+    "slot by slot where the slot map is moving), so a concurrent reader may see part of it; use hash_tag= to keep "
+    "a store's keys in one slot"
 )
 """Why G07's atomicity check does not apply to the default (sharded) layout; shown by certification."""
 
@@ -105,6 +116,87 @@ for _, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+
+
+class _NodeScript:
+    """A script run on one node over keys of several hash slots that the node serves (``EVALSHA`` with no declared
+    keys; the ``allow-cross-slot-keys`` flag lets it touch them, Redis >= 7.0 and Valkey)."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.sha = hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()
+
+
+# A command on a key of a slot this node does not serve (moved, being migrated away) fails inside a script, after the
+# commands before it were applied. So a write script runs each command with pcall and stops at the first that fails
+# (a failed command wrote nothing), returning {written} or {written, error}: the client sends the keys it did not
+# write per slot, and no key is written twice. Only single-key commands are used: a multi-key command spanning slots
+# inside a script is refused, and on Valkey 9.1.2 it leaves the node refusing every later script (until restarted).
+# ARGV = keys. Their values in order: nil for a missing key and, as MGET, for a key holding another type.
+_GET_ON_NODE = _NodeScript(
+    """#!lua flags=no-writes,allow-cross-slot-keys
+local values = {}
+for i, key in ipairs(ARGV) do
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    if string.sub(tostring(value.err), 1, 9) ~= 'WRONGTYPE' then
+      return value
+    end
+    value = false
+  end
+  values[i] = value
+end
+return values
+"""
+)
+# ARGV = (key, value, ttl ms) per key.
+_SET_ON_NODE = _NodeScript(
+    """#!lua flags=allow-cross-slot-keys
+for i = 1, #ARGV, 3 do
+  local reply = redis.pcall('SET', ARGV[i], ARGV[i + 1], 'PX', ARGV[i + 2])
+  if type(reply) == 'table' and reply.err then
+    return {(i - 1) / 3, reply.err}
+  end
+end
+return {#ARGV / 3}
+"""
+)
+# ARGV[1] = ttl ms, then the keys. PEXPIRE never creates a key.
+_PEXPIRE_ON_NODE = _NodeScript(
+    """#!lua flags=allow-cross-slot-keys
+for i = 2, #ARGV do
+  local reply = redis.pcall('PEXPIRE', ARGV[i], ARGV[1])
+  if type(reply) == 'table' then
+    return {i - 2, reply.err}
+  end
+end
+return {#ARGV - 1}
+"""
+)
+# ARGV = keys.
+_UNLINK_ON_NODE = _NodeScript(
+    """#!lua flags=allow-cross-slot-keys
+for i, key in ipairs(ARGV) do
+  local reply = redis.pcall('UNLINK', key)
+  if type(reply) == 'table' then
+    return {i - 1, reply.err}
+  end
+end
+return {#ARGV}
+"""
+)
+
+
+def _scripts_rejected(exc: ResponseError) -> bool:
+    """True when the server refused the per-node script itself, so nothing ran: before Redis 7.0 a shebang line does
+    not compile; a flag the server does not know; ``EVALSHA`` renamed away or denied by ACL."""
+    text = str(exc)
+    return (
+        "shebang" in text
+        or "Error compiling script" in text
+        or "unknown command" in text.lower()
+        or (isinstance(exc, NoPermissionError) and "eval" in text.lower())
+    )
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -177,7 +269,9 @@ class RedisClusterSessionKVStore(SessionKVStore):
     ``operation_timeout``: seconds, the deadline of each call, retries included. ``attempt_timeout``: seconds one
     command may wait for its node (the socket timeouts of a client the store creates; default a quarter of
     ``operation_timeout``), so that a read stuck on a frozen or partitioned primary is retried on the promoted replica
-    within the deadline. ``scan_count``: keys examined per SCAN round trip on each primary.
+    within the deadline. ``scan_count``: keys examined per SCAN round trip on each primary. ``per_node_batches``:
+    send a batch as one script per primary (the default; Redis >= 7.0 or Valkey, detected) rather than one command
+    per hash slot; the results are the same, the per-node path costs the client far less for large batches.
     """
 
     expiry_granularity_ns = 1_000_000
@@ -197,6 +291,7 @@ class RedisClusterSessionKVStore(SessionKVStore):
         operation_timeout: float = 5.0,
         attempt_timeout: float | None = None,
         scan_count: int = DEFAULT_SCAN_COUNT,
+        per_node_batches: bool = True,
     ) -> None:
         given = [name for name, value in (("client", client), ("url", url), ("startup_nodes", startup_nodes)) if value]
         if len(given) != 1:
@@ -212,6 +307,10 @@ class RedisClusterSessionKVStore(SessionKVStore):
             attempt_timeout = self.operation_timeout / 4
         self.attempt_timeout = check_seconds("attempt_timeout", attempt_timeout)
         self.scan_count = _check_count("scan_count", scan_count, minimum=1)
+        if not isinstance(per_node_batches, bool):
+            raise TypeError(f"per_node_batches must be True or False, got {per_node_batches!r}")
+        self.per_node_batches = per_node_batches
+        """Whether batches go as one script per primary; turns False for good when the server rejects the script."""
         if hash_tag is not None:
             self.certify_unsupported = MappingProxyType({})  # one slot: every batch is one atomic command
         timeouts = {"socket_timeout": self.attempt_timeout, "socket_connect_timeout": self.attempt_timeout}
@@ -247,7 +346,8 @@ class RedisClusterSessionKVStore(SessionKVStore):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(address={self.address!r}, key_prefix={self.key_prefix!r}, "
-            f"hash_tag={self.hash_tag!r}, owns_client={self._owns_client!r})"
+            f"hash_tag={self.hash_tag!r}, per_node_batches={self.per_node_batches!r}, "
+            f"owns_client={self._owns_client!r})"
         )
 
     @property
@@ -302,12 +402,11 @@ class RedisClusterSessionKVStore(SessionKVStore):
         if not wanted:
             return []
         full = [self._full(key) for key in wanted]
-        groups = _by_slot(dict.fromkeys(full))
+        distinct = list(dict.fromkeys(full))
 
         async def fetch() -> list[bytes | None]:
             found: dict[bytes, bytes | None] = {}
-            replies = await self._per_primary([(slot, ("MGET", *group)) for slot, group in groups])
-            for (_, group), values in zip(groups, replies, strict=True):
+            for group, values in await self._batch(distinct, _GET_ON_NODE, list, _mget_slot, write=False):
                 found.update(zip(group, values, strict=True))
             return [found[k] for k in full]
 
@@ -319,16 +418,17 @@ class RedisClusterSessionKVStore(SessionKVStore):
             return
         latest = {self._full(key): (data, ns_to_ms_ceil(ttl_ns)) for key, data, ttl_ns in checked}  # last one wins
 
+        def on_node(group: list[bytes]) -> list[Any]:
+            return [arg for k in group for arg in (k, *latest[k])]
+
+        def per_slot(group: list[bytes]) -> tuple[Any, ...]:
+            if len(group) == 1:
+                data, ttl_ms = latest[group[0]]
+                return ("SET", group[0], data, "PX", ttl_ms)
+            return ("EVAL", _LUA_SET_MANY, len(group), *group, *(arg for k in group for arg in latest[k]))
+
         async def write() -> None:
-            commands: list[tuple[int, tuple[Any, ...]]] = []
-            for slot, group in _by_slot(latest):
-                if len(group) == 1:
-                    data, ttl_ms = latest[group[0]]
-                    commands.append((slot, ("SET", group[0], data, "PX", ttl_ms)))
-                else:
-                    args = [arg for k in group for arg in latest[k]]
-                    commands.append((slot, ("EVAL", _LUA_SET_MANY, len(group), *group, *args)))
-            await self._per_primary(commands)
+            await self._batch(list(latest), _SET_ON_NODE, on_node, per_slot, write=True)
 
         await self._run("mset", write, retry=False)
 
@@ -337,17 +437,15 @@ class RedisClusterSessionKVStore(SessionKVStore):
         ttl_ms = ns_to_ms_ceil(check_ttl_ns(ttl))
         if not wanted:
             return
-        groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
+        distinct = list(dict.fromkeys(self._full(key) for key in wanted))
+
+        def per_slot(group: list[bytes]) -> tuple[Any, ...]:
+            if len(group) == 1:
+                return ("PEXPIRE", group[0], ttl_ms)
+            return ("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms)
 
         async def write() -> None:
-            await self._per_primary(
-                [
-                    (slot, ("PEXPIRE", group[0], ttl_ms))
-                    if len(group) == 1
-                    else (slot, ("EVAL", _LUA_PEXPIRE_MANY, len(group), *group, ttl_ms))
-                    for slot, group in groups
-                ]
-            )
+            await self._batch(distinct, _PEXPIRE_ON_NODE, lambda group: [ttl_ms, *group], per_slot, write=True)
 
         await self._run("expire", write, retry=False)
 
@@ -355,10 +453,10 @@ class RedisClusterSessionKVStore(SessionKVStore):
         wanted = check_keys(keys)
         if not wanted:
             return
-        groups = _by_slot(dict.fromkeys(self._full(key) for key in wanted))
+        distinct = list(dict.fromkeys(self._full(key) for key in wanted))
 
         async def write() -> None:
-            await self._per_primary([(slot, ("UNLINK", *group)) for slot, group in groups])
+            await self._batch(distinct, _UNLINK_ON_NODE, list, _unlink_slot, write=True)
 
         await self._run("delete", write, retry=False)
 
@@ -397,6 +495,93 @@ class RedisClusterSessionKVStore(SessionKVStore):
 
     # -- execution, deadline, retries and error translation --------------------------------------------------------
 
+    async def _batch(
+        self,
+        keys: list[bytes],
+        script: _NodeScript,
+        script_args: Callable[[list[bytes]], list[Any]],
+        slot_command: Callable[[list[bytes]], tuple[Any, ...]],
+        *,
+        write: bool,
+    ) -> list[tuple[list[bytes], Any]]:
+        """Apply one batch over ``keys`` (distinct) and return ``(keys, reply)`` for every command that covered them.
+
+        A primary that serves two or more of the batch's hash slots gets one ``script`` over its keys (arguments
+        from ``script_args``); every other slot gets its ``slot_command``, pipelined per primary (:meth:`_per_primary`).
+        A write script that stopped at a key it could not write (its slot moved) reports how many it wrote; the
+        others go per slot. A primary whose script failed is covered per slot when that cannot write anything twice:
+        after any error reply to a read, and after a write script refused before it ran (``READONLY``, a server that
+        rejects the script). Every other failure is raised after all commands have finished."""
+        client = self._client
+        await client.initialize()  # a no-op unless the client must (re)discover the cluster
+        groups = _by_slot(keys)
+        per_slot: list[tuple[int, list[bytes]]] = []
+        per_node: list[tuple[ClusterNode, list[tuple[int, list[bytes]]], list[bytes]]] = []
+        if self.per_node_batches and len(groups) > 1:
+            by_node: dict[str, tuple[ClusterNode, list[tuple[int, list[bytes]]]]] = {}
+            for slot, group in groups:
+                node = client.nodes_manager.get_node_from_slot(slot)
+                by_node.setdefault(node.name, (node, []))[1].append((slot, group))
+            for node, node_groups in by_node.values():
+                if len(node_groups) == 1:
+                    per_slot += node_groups  # one slot: its own command is already one command
+                else:
+                    per_node.append((node, node_groups, [k for _, group in node_groups for k in group]))
+        else:
+            per_slot = groups
+
+        async def slots(chosen: list[tuple[int, list[bytes]]]) -> list[tuple[list[bytes], Any]]:
+            if not chosen:
+                return []
+            replies = await self._per_primary([(slot, slot_command(group)) for slot, group in chosen])
+            return [(group, reply) for (_, group), reply in zip(chosen, replies, strict=True)]
+
+        outcomes = await asyncio.gather(
+            slots(per_slot),
+            *(self._run_script(node, script, script_args(node_keys)) for node, _, node_keys in per_node),
+            return_exceptions=True,
+        )
+        failure: BaseException | None = None
+        done: list[tuple[list[bytes], Any]] = []
+        fallback: list[tuple[int, list[bytes]]] = []
+        if isinstance(outcomes[0], BaseException):
+            failure = outcomes[0]
+        else:
+            done += outcomes[0]
+        for (_, node_groups, node_keys), outcome in zip(per_node, outcomes[1:], strict=True):
+            if isinstance(outcome, BaseException):
+                if isinstance(outcome, ResponseError) and self._nothing_ran(outcome, write=write):
+                    fallback += node_groups
+                elif failure is None:
+                    failure = outcome
+            elif write and len(outcome) > 1:  # stopped at a key it could not write: the rest go per slot
+                written = int(outcome[0])
+                done.append((node_keys[:written], None))
+                fallback += _by_slot(node_keys[written:])
+            else:
+                done.append((node_keys, outcome))
+        if failure is not None:
+            raise failure
+        return done + await slots(fallback)
+
+    def _nothing_ran(self, exc: ResponseError, *, write: bool) -> bool:
+        """Whether a per-node script's error reply allows covering its keys per slot: always for a read; for a write
+        only when the script was refused before it ran. A server that rejects the script turns
+        :attr:`per_node_batches` off."""
+        if _scripts_rejected(exc):
+            self.per_node_batches = False
+            return True
+        return not write or isinstance(exc, ReadOnlyError)
+
+    @staticmethod
+    async def _run_script(node: ClusterNode, script: _NodeScript, args: list[Any]) -> Any:
+        """``script`` on ``node`` by its SHA; sent in full when the node does not have it cached (``NOSCRIPT``: it
+        did not run, so this is not a replay)."""
+        try:
+            return await node.execute_command("EVALSHA", script.sha, 0, *args)
+        except NoScriptError:
+            return await node.execute_command("EVAL", script.body, 0, *args)
+
     async def _per_primary(self, commands: list[tuple[int, tuple[Any, ...]]]) -> list[Any]:
         """Send ``(slot, command)`` pairs, one pipelined round trip per primary (the slot map decides which), and
         return the replies in order. A command a node redirects (``MOVED``/``ASK``) or defers (``TRYAGAIN``) was not
@@ -404,7 +589,6 @@ class RedisClusterSessionKVStore(SessionKVStore):
         raised. (redis-py's ClusterPipeline does the same but resolves a routing policy per command, which costs
         more than the round trips for thousands of single-slot commands.)"""
         client = self._client
-        await client.initialize()  # a no-op unless the client must (re)discover the cluster
         queued = [PipelineCommand(position, *args) for position, (_, args) in enumerate(commands)]
         by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
         for (slot, _), command in zip(commands, queued, strict=True):
@@ -492,7 +676,15 @@ class RedisClusterSessionKVStore(SessionKVStore):
         return f"{operation} failed: Redis Cluster at {self.address}: {type(exc).__name__}: {exc}; {advice}"
 
 
-def _by_slot(keys: dict[bytes, Any]) -> list[tuple[int, list[bytes]]]:
+def _mget_slot(group: list[bytes]) -> tuple[Any, ...]:
+    return ("MGET", *group)
+
+
+def _unlink_slot(group: list[bytes]) -> tuple[Any, ...]:
+    return ("UNLINK", *group)
+
+
+def _by_slot(keys: list[bytes]) -> list[tuple[int, list[bytes]]]:
     """``keys`` (distinct, in order) grouped by hash slot: ``(slot, keys)`` per slot, in first-seen order."""
     groups: dict[int, list[bytes]] = {}
     for key in keys:
