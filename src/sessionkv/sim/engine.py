@@ -416,13 +416,17 @@ class Engine:
             await asyncio.sleep(scenario.duration)
         finally:
             self.ended = True
-            observer.cancel()
             for timer in self._timers:
                 timer.cancel()
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(observer, *tasks, return_exceptions=True)
+            tasks = [observer, *self._tasks]
+            pending = set(tasks)
+            while pending:
+                # cancel again until done: on Python 3.11 a cancel that arrives as a store call's asyncio.timeout
+                # expires is swallowed (the call fails with a timeout), and the task would go on to its next sleep
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.05)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _observe(self) -> None:
         every = self.scenario.observe_every

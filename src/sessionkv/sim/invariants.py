@@ -173,11 +173,11 @@ class Analysis:
                 continue
             if node == "observer":
                 if type_ == OK:
-                    since = pending.pop(process, index)
+                    began = pending.pop(process, index)
                     if key == CLOSE_REQUESTS_PREFIX:
-                        self._observe_flags(t, index, since, frozenset(value))
+                        self._observe_flags(t, index, began, frozenset(value))
                     else:
-                        self._observe(t, index, since, frozenset(value), by_node, alive_since, cut_since, alive_until)
+                        self._observe(t, index, began, frozenset(value), by_node, alive_since, cut_since, alive_until)
                 continue
             if key is None:
                 if node == "nemesis":
@@ -463,7 +463,14 @@ class Analysis:
 
 _STORE_FS: Final = frozenset({"set", "mset", "get", "mget", "expire", "keys", "delete"})
 _PRIMARY_EVENTS: Final = frozenset(
-    {"kill_primary", "partition_primary", "primary_promoted", "heal_primary", "primary_rejoined", "primary_fault_failed"}
+    {
+        "kill_primary",
+        "partition_primary",
+        "primary_promoted",
+        "heal_primary",
+        "primary_rejoined",
+        "primary_fault_failed",
+    }
 )
 
 
@@ -627,8 +634,7 @@ def removed_stays_removed(a: Analysis) -> Check:
                         name,
                         "store" if lost else "node",
                         f"{run.key} was removed at t={deleted_at:.3f} and is back at t={obs.time:.3f} "
-                        "without being started again"
-                        + ("; the store lost the acknowledged removal" if lost else ""),
+                        "without being started again" + ("; the store lost the acknowledged removal" if lost else ""),
                         obs.time,
                         run.node,
                         [run.stop_index or run.start_index, delete_index, obs.index],

@@ -71,7 +71,17 @@ lowest port), or one drawn from the seed's ``primary`` stream."""
 
 FAULT_VERBS: Final = (
     frozenset(
-        {"crash", "restart", "stop", "partition", "slow_store", "store_restart", "clock_skew", "clock_jump", "maint_kill"}
+        {
+            "crash",
+            "restart",
+            "stop",
+            "partition",
+            "slow_store",
+            "store_restart",
+            "clock_skew",
+            "clock_jump",
+            "maint_kill",
+        }
     )
     | PRIMARY_VERBS
 )

@@ -230,7 +230,7 @@ def run_built(
     history = output.history
     trace_hash = history.trace_hash()
     analysis_s = time.perf_counter() - analysing
-    stats = {
+    stats: dict[str, Any] = {
         "operations": analysis.operations,
         "events": len(history),
         "simulated_s": ran.duration,

@@ -149,7 +149,7 @@ class WaitingClusterStore(RedisClusterSessionKVStore):
         for (slot, _), command in zip(commands, queued, strict=True):
             node = client.nodes_manager.get_node_from_slot(slot)
             by_node.setdefault(node.name, (node, []))[1].append(command)
-        waits = []
+        waits: list[PipelineCommand] = []
         for _, batch in by_node.values():
             wait = PipelineCommand(len(queued) + len(waits), "WAIT", self.wait_replicas, self.wait_timeout_ms)
             batch.append(wait)
