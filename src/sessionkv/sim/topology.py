@@ -400,13 +400,19 @@ class TopologyBackend:
                 assert action.duration is not None
                 # a partition shorter than a failover promotes nobody: the wait then ends soon after the heal
                 wait = action.duration + 10 * cluster.node_timeout
-                promotion = asyncio.ensure_future(self._blocking(topology.wait_for_promotion, victim, wait))
-                await asyncio.sleep(action.duration)
-                await self._blocking(cluster.heal_network)
-                engine.nemesis("heal_primary", (("server", victim.port),))
-                new = await promotion
-                engine.nemesis("primary_promoted", self._promoted(victim, new, started))
-                await self._blocking(topology.wait_ready)
+
+                async def promotion() -> None:
+                    new = await self._blocking(topology.wait_for_promotion, victim, wait)
+                    engine.nemesis("primary_promoted", self._promoted(victim, new, started))
+
+                promoted = asyncio.ensure_future(promotion())
+                try:
+                    await asyncio.sleep(action.duration)
+                    engine.nemesis("heal_primary", (("server", victim.port),))
+                    await self._blocking(cluster.heal_network)  # reconnects, then waits until the cluster is ready
+                    await promoted
+                finally:
+                    promoted.cancel()
                 engine.nemesis("primary_rejoined", (("server", victim.port),))
         except asyncio.CancelledError:
             raise
