@@ -27,13 +27,16 @@ def scenario(p: Parameters) -> Scenario:
     cut_at = duration * 0.4 + rng.uniform(0, 3)
     cut_for = 30.0  # at time scale 0.1: 3 s, six node timeouts, so the replica is promoted before the heal
     writes = p.rng("writes")
+    # writes of every kind in the first node timeout of the cut (0.5 s at time scale 0.1), while the cut primary
+    # still acknowledges; about a third of the keys hash to its slots
     for index, (_, call, sid) in enumerate(opened):
-        if index % 4 == 0:
-            s.request_close(call, sid, at=cut_at + writes.uniform(0.2, 4.0))
-        elif index % 4 == 1:
-            s.end_session(call, sid, at=cut_at + writes.uniform(0.2, 4.0))
+        if index % 3 == 0:
+            s.request_close(call, sid, at=cut_at + writes.uniform(0.2, 3.0))
+        elif index % 3 == 1:
+            s.end_session(call, sid, at=cut_at + writes.uniform(0.2, 3.0))
     for node in s.node_names:
-        s.open(node, f"cut-{node}", at=cut_at + writes.uniform(0.2, 4.0))
+        for n in range(2):
+            s.open(node, f"cut-{node}-{n}", at=cut_at + writes.uniform(0.2, 3.0))
     s.partition_primary(at=cut_at, duration=cut_for, choose="most-keys")
     s.guard("a primary was cut off and a replica was promoted", lambda a: a.happened("primary_promoted"))
     s.guard("sessions ran when the primary was cut off", lambda a: bool(a.runs))
