@@ -9,6 +9,7 @@ name the extra to install.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -21,7 +22,13 @@ from sessionkv.testing.topologies import RedisClusterTopology, RedisSentinelTopo
 STORE_FIXTURES = ("sessionkv_redis_cluster_store", "sessionkv_redis_sentinel_store")
 """Async fixtures defined at import (stand-ins that skip when pytest-asyncio is missing)."""
 
-__all__ = ["STORE_FIXTURES", "sessionkv_redis_cluster", "sessionkv_redis_sentinel", *STORE_FIXTURES]
+__all__ = [
+    "STORE_FIXTURES",
+    "sessionkv_redis_cluster",
+    "sessionkv_redis_cluster_proxied",
+    "sessionkv_redis_sentinel",
+    *STORE_FIXTURES,
+]
 
 Topology = TypeVar("Topology", RedisClusterTopology, RedisSentinelTopology)
 
@@ -49,6 +56,15 @@ def _sessionkv_cluster_topology(request: pytest.FixtureRequest) -> Iterator[Redi
 
 
 @pytest.fixture(scope="session")
+def _sessionkv_cluster_proxied_topology(request: pytest.FixtureRequest) -> Iterator[RedisClusterTopology]:
+    topology = _start(request, functools.partial(RedisClusterTopology, proxied=True), "proxied Redis Cluster")
+    try:
+        yield topology
+    finally:
+        topology.stop()
+
+
+@pytest.fixture(scope="session")
 def _sessionkv_sentinel_topology(request: pytest.FixtureRequest) -> Iterator[RedisSentinelTopology]:
     topology = _start(request, RedisSentinelTopology, "Sentinel topology")
     try:
@@ -64,6 +80,17 @@ def sessionkv_redis_cluster(_sessionkv_cluster_topology: RedisClusterTopology) -
     ``pause``/``resume``, ``restart_empty``, ``wait_for_promotion``, ``manual_failover``."""
     _sessionkv_cluster_topology.flush()
     return _sessionkv_cluster_topology
+
+
+@pytest.fixture
+def sessionkv_redis_cluster_proxied(_sessionkv_cluster_proxied_topology: RedisClusterTopology) -> RedisClusterTopology:
+    """The same cluster with a fault proxy in front of every node (``RedisClusterTopology(proxied=True)``), one per
+    session and xdist worker: clients reach node ``s`` only through ``proxy(s)``, whose faults hit every client
+    connection to it, and ``isolate(s)`` / ``heal_network()`` partition a node from the others. Before this test:
+    every proxy fault removed, every node reconnected, healed and flushed. Proxies run on a thread of their own, so
+    the fixture serves synchronous and asynchronous tests alike."""
+    _sessionkv_cluster_proxied_topology.flush()
+    return _sessionkv_cluster_proxied_topology
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ Faults are real: :meth:`RedisClusterTopology.kill` / ``pause`` / ``restart_empty
 :meth:`~RedisClusterTopology.heal` brings every server back and waits until the topology is whole again, and
 :meth:`~RedisClusterTopology.flush` (heal, then ``FLUSHALL`` on the primaries, replicated) gives the next test a clean
 topology. Usable without pytest.
+
+``RedisClusterTopology(proxied=True)`` puts a fault proxy in front of every node (the nodes announce it, so every
+client connection, redirections included, goes through it: :meth:`~RedisClusterTopology.proxy`) and can cut a node
+off the network (:meth:`~RedisClusterTopology.isolate`, :meth:`~RedisClusterTopology.heal_network`); the machinery is
+in :mod:`sessionkv.testing.netsplit`.
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 
 import redis
 from redis.crc import key_slot
 
 from sessionkv.testing.servers import RedisServer, RedisServerError, find_redis_server
+
+if TYPE_CHECKING:
+    from sessionkv.testing.faults import RedisFaultProxy
+    from sessionkv.testing.netsplit import ClusterNetwork
 
 __all__ = [
     "CLUSTER_BUS_OFFSET",
@@ -267,7 +276,7 @@ def _start_servers(make: Callable[[int], list[RedisServer]], host: str, *, bus: 
 
 @dataclass(frozen=True)
 class ClusterNode:
-    """One line of ``CLUSTER NODES`` as a node sees it."""
+    """One line of ``CLUSTER NODES`` as a node sees it (``port``: the announced one, a proxy's when proxied)."""
 
     id: str
     port: int
@@ -316,6 +325,12 @@ class RedisClusterTopology:
     replica reports ``master_link_status:up``; :attr:`startup_seconds` says how long that took. The servers are
     :attr:`servers`; which of them are primaries changes with failovers, so ask :meth:`primaries` /
     :meth:`primary_for_key`.
+
+    ``proxied=True``: clients reach every node only through its own fault proxy (:meth:`proxy`, :meth:`client_port`;
+    ``startup_nodes`` and ``url`` name proxies), and :meth:`isolate` / :meth:`heal_network` partition a node from the
+    others. Needs Linux (127.0.0.0/8 all local), host 127.0.0.1 and a server with ``bind-source-addr`` (Redis >= 7.0,
+    Valkey); ``seed`` seeds the proxies (node ``i`` gets ``seed + i``). Admin traffic of the topology itself always
+    goes to the nodes' own ports, past every fault.
     """
 
     def __init__(
@@ -327,11 +342,18 @@ class RedisClusterTopology:
         executable: str | os.PathLike[str] | None = None,
         node_timeout_ms: int = 500,
         startup_timeout: float = 60.0,
+        proxied: bool = False,
+        seed: int = 0,
     ) -> None:
         if primaries < 1 or replicas_per_primary < 0 or primaries * (1 + replicas_per_primary) > BLOCK_SIZE:
             raise ValueError(
                 f"a topology holds at most {BLOCK_SIZE} servers, at least one primary: got {primaries} primaries "
                 f"with {replicas_per_primary} replicas each"
+            )
+        if proxied and host != "127.0.0.1":
+            raise ValueError(
+                f"a proxied cluster runs on host 127.0.0.1 (it tells its nodes apart by their 127/8 source addresses), "
+                f"got host={host!r}"
             )
         self.primary_count = primaries
         self.replicas_per_primary = replicas_per_primary
@@ -339,9 +361,12 @@ class RedisClusterTopology:
         self.executable = find_redis_server(executable)
         self.node_timeout_ms = node_timeout_ms
         self.startup_timeout = startup_timeout
+        self.proxied = proxied
+        self.seed = seed
         self.servers: list[RedisServer] = []
         self.startup_seconds: float | None = None
         self._ids: dict[int, str] = {}  # port -> node id
+        self._network: ClusterNetwork | None = None
 
     def __repr__(self) -> str:
         ports = ",".join(str(s.port) for s in self.servers) or "not started"
@@ -354,13 +379,20 @@ class RedisClusterTopology:
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
-        """``(host, port)`` of every server, for a cluster client's ``startup_nodes``."""
-        return [(s.host, s.port) for s in self.servers]
+        """``(host, port)`` of every node as clients reach it (its proxy when proxied), for ``startup_nodes``."""
+        return [(self.host, self.client_port(s)) for s in self.servers]
 
     @property
     def url(self) -> str:
-        """``redis://host:port`` of the first server (any node lets a cluster client discover the others)."""
-        return f"redis://{self.host}:{self.servers[0].port}"
+        """``redis://host:port`` of the first node as clients reach it (any node lets a cluster client discover the
+        others)."""
+        return f"redis://{self.host}:{self.client_port(self.servers[0])}"
+
+    def client_port(self, server: RedisServer) -> int:
+        """The port clients reach ``server`` on: the one it announces (its proxy's when proxied, else its own)."""
+        if self._network is None:
+            return server.port
+        return self._network.client_ports[self.servers.index(server)]
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
 
@@ -371,9 +403,20 @@ class RedisClusterTopology:
         started = time.monotonic()
         count = self.primary_count * (1 + self.replicas_per_primary)
         try:
+            if self.proxied:
+                from sessionkv.testing.netsplit import ClusterNetwork
+
+                self._network = ClusterNetwork(
+                    self.host, count, lambda bus, skip: port_block(self.host, bus=bus, skip=skip), seed=self.seed
+                )
+                self._network.reserve(CLUSTER_BUS_OFFSET)
             self.servers = _start_servers(
-                lambda base: [self._server(base + i) for i in range(count)], self.host, bus=True
+                lambda base: [self._server(base + i, i) for i in range(count)], self.host, bus=True
             )
+            if self._network is not None:
+                self._network.attach(
+                    [s.port for s in self.servers], [s.port + CLUSTER_BUS_OFFSET for s in self.servers]
+                )
             self._create()
             self.wait_ready(self.startup_timeout)
         except BaseException:
@@ -382,7 +425,21 @@ class RedisClusterTopology:
         self.startup_seconds = time.monotonic() - started
         return self
 
-    def _server(self, port: int) -> RedisServer:
+    def _server(self, port: int, index: int) -> RedisServer:
+        network: tuple[str, ...] = ()
+        if self._network is not None:
+            # announce the forwarders (clients, MOVED/ASK, CLUSTER SLOTS and replicas use these) and connect out from
+            # an address of its own, so the forwarders can tell which node a connection comes from
+            network = (
+                "--cluster-announce-ip",
+                self.host,
+                "--cluster-announce-port",
+                str(self._network.client_ports[index]),
+                "--cluster-announce-bus-port",
+                str(self._network.bus_ports[index]),
+                "--bind-source-addr",
+                self._network.source(index),
+            )
         return RedisServer(
             executable=self.executable,
             host=self.host,
@@ -393,6 +450,7 @@ class RedisClusterTopology:
                 "--cluster-node-timeout",
                 str(self.node_timeout_ms),
                 *_DATA_ARGS,
+                *network,
             ),
         )
 
@@ -405,8 +463,12 @@ class RedisClusterTopology:
             _command(server, "CLUSTER", "ADDSLOTSRANGE", bounds[index], bounds[index + 1] - 1)
             # distinct epochs up front, as redis-cli does, so the nodes need not resolve collisions first
             _command(server, "CLUSTER", "SET-CONFIG-EPOCH", index + 1)
-        for server in self.servers[1:]:
-            _command(self.servers[0], "CLUSTER", "MEET", self.host, server.port)
+        for index, server in enumerate(self.servers[1:], start=1):
+            if self._network is None:
+                _command(self.servers[0], "CLUSTER", "MEET", self.host, server.port)
+            else:  # through the forwarders, so the nodes learn the announced ports
+                port, bus = self._network.client_ports[index], self._network.bus_ports[index]
+                _command(self.servers[0], "CLUSTER", "MEET", self.host, port, bus)
         everyone = set(self._ids.values())
         for server in self.servers:
 
@@ -420,7 +482,11 @@ class RedisClusterTopology:
             _command(server, "CLUSTER", "REPLICATE", self._ids[primary.port])
 
     def stop(self) -> None:
-        """Stop every server and remove its directory (nodes.conf included). Idempotent."""
+        """Stop the proxies and forwarders (if proxied), then every server, and remove every directory (nodes.conf
+        included). Idempotent."""
+        network, self._network = self._network, None
+        if network is not None:
+            network.stop()  # first: a client connecting meanwhile is refused, not sent to a stopping node
         servers, self.servers = self.servers, []
         for server in servers:
             server.stop()
@@ -553,6 +619,8 @@ class RedisClusterTopology:
         detection takes a node timeout plus gossip, the election about one more)."""
         old_id = self.node_id(old_primary)
         slots = next((n.slots for n in self.nodes(self._other_than(old_primary)) if n.id == old_id), ())
+        if not slots and _reachable(old_primary):  # replaced already (isolated): it still claims its slots itself
+            slots = next((n.slots for n in self.nodes(old_primary) if n.id == old_id), ())
         if not slots:
             raise TopologyError(f"node {old_primary.port} holds no slots: it is not a primary")
         first_slot = slots[0][0]
@@ -604,8 +672,67 @@ class RedisClusterTopology:
                     raise
         self.wait_ready(max(1.0, deadline - time.monotonic()))
 
+    # -- faults per node and partitions (proxied=True) ---------------------------------------------------------------
+
+    def _proxied_network(self, what: str) -> ClusterNetwork:
+        if self._network is None:
+            state = "not started" if not self.servers else "started without proxied=True"
+            raise TopologyError(f"{what} needs a proxied cluster: this topology is {state}; use proxied=True")
+        return self._network
+
+    def _index(self, server: RedisServer) -> int:
+        try:
+            return self.servers.index(server)
+        except ValueError:
+            raise ValueError(f"{server!r} is not a server of {self!r}") from None
+
+    def proxy(self, server: RedisServer) -> RedisFaultProxy:
+        """The fault proxy every client connection to ``server`` goes through (``proxied=True`` only).
+
+        A fault added to it acts on every client connection to that node (those a cluster client opens after a
+        ``MOVED`` too), never on the cluster's own traffic (bus, replication). Its ``add``, ``remove``, ``clear`` and
+        ``connections`` may be called from any thread or event loop: they run on the proxies' own loop thread. For
+        anything else on it (reading its ``transcript``), use :meth:`on_proxy_loop`."""
+        network = self._proxied_network("proxy()")
+        return network.proxies[self._index(server)]
+
+    def on_proxy_loop(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` run on the thread whose event loop the proxies live on; returns its result."""
+        return self._proxied_network("on_proxy_loop()").loop_thread.call(function, *args)
+
+    def isolate(self, server: RedisServer) -> None:
+        """Cut ``server`` from every other node, clients still reaching it: its cluster bus links both ways and its
+        replication links are reset, and new ones refused, until :meth:`heal_network`.
+
+        A primary cut this way keeps acknowledging writes until it has missed the majority for ``cluster-node-timeout``
+        (then it answers ``CLUSTERDOWN``); meanwhile the majority fails it over to its replica (see
+        :meth:`wait_for_promotion`). After :meth:`heal_network` it rejoins as a replica of the new primary and what it
+        acknowledged during the cut is gone."""
+        self._proxied_network("isolate()").isolate(self._index(server))
+
+    def isolated(self) -> list[RedisServer]:
+        """The servers :meth:`isolate` cut off and no :meth:`heal_network` reconnected yet."""
+        if self._network is None:
+            return []
+        indexes = self._network.isolated()
+        return [s for i, s in enumerate(self.servers) if i in indexes]
+
+    def heal_network(self, timeout: float | None = None) -> None:
+        """Reconnect every isolated node, then wait until the cluster is ready (a primary replaced meanwhile is then a
+        synchronised replica of the new one)."""
+        self._proxied_network("heal_network()").heal()
+        self.wait_ready(timeout)
+
+    def clear_faults(self) -> None:
+        """Remove every fault from every node's proxy (nothing when not proxied)."""
+        if self._network is not None:
+            self._network.clear_faults()
+
     def heal(self, timeout: float | None = None) -> None:
-        """Resume paused servers, start killed ones (they rejoin with their identity), and wait until ready."""
+        """Reconnect isolated nodes, resume paused servers, start killed ones (they rejoin with their identity), and
+        wait until ready. Proxy faults stay: :meth:`clear_faults` removes them."""
+        if self._network is not None:
+            self._network.heal()
         for server in self.servers:
             if server_paused(server):
                 server.resume()
@@ -614,9 +741,10 @@ class RedisClusterTopology:
         self.wait_ready(timeout)
 
     def flush(self) -> None:
-        """Heal the topology if a fault left it broken, then empty every primary and wait until the replicas have
-        applied the FLUSHALL too (``WAIT``), so the next user starts from empty data everywhere."""
-        if _problem(self._ready_problem) is not None:
+        """Remove proxy faults, heal the topology if a fault left it broken, then empty every primary and wait until
+        the replicas have applied the FLUSHALL too (``WAIT``), so the next user starts from empty data everywhere."""
+        self.clear_faults()
+        if self.isolated() or _problem(self._ready_problem) is not None:
             self.heal()
         for primary in self.primaries():
             _flush_replicated(primary, self.replicas_per_primary)
