@@ -95,7 +95,7 @@ def test_a_lost_removal_is_the_stores_and_a_racing_write_the_nodes() -> None:
     removed = next(check for check in check_all(analysis) if check.name == "removed-stays-removed")
     by_key = {v.message.split()[0]: v for v in removed.violations}
     assert by_key[S2].attribution == "store"
-    assert "lost the acknowledged removal" in by_key[S2].message
+    assert "undid the acknowledged removal" in by_key[S2].message
     assert by_key[S3].attribution == "node"
 
 

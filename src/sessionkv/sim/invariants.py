@@ -634,7 +634,13 @@ def removed_stays_removed(a: Analysis) -> Check:
                         name,
                         "store" if lost else "node",
                         f"{run.key} was removed at t={deleted_at:.3f} and is back at t={obs.time:.3f} "
-                        "without being started again" + ("; the store lost the acknowledged removal" if lost else ""),
+                        "without being started again"
+                        + (
+                            "; the store undid the acknowledged removal (lost in a failover, or still listed by a "
+                            "primary cut off from the cluster)"
+                            if lost
+                            else ""
+                        ),
                         obs.time,
                         run.node,
                         [run.stop_index or run.start_index, delete_index, obs.index],

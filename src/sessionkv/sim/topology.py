@@ -239,13 +239,6 @@ def check_backend(scenario: Scenario, backend: str, durability: Durability) -> N
         if action.verb == "partition_primary":
             if backend != "redis-cluster":
                 raise ScenarioError(f"{where} needs --backend redis-cluster (it cuts a primary's cluster bus)")
-            from sessionkv.testing.topologies import RedisClusterTopology
-
-            if not hasattr(RedisClusterTopology, "isolate"):
-                raise ScenarioError(
-                    f"{where} needs RedisClusterTopology.isolate (network faults between cluster nodes), which this "
-                    "build of sessionkv.testing.topologies lacks"
-                )
         if not has_primaries:
             continue
         if action.verb == "partition":
@@ -323,13 +316,11 @@ class TopologyBackend:
         opened: list[SessionKVStore] = []
         try:
             if self.kind == "redis-cluster":
-                partitions = any(a.verb == "partition_primary" for a in scenario.actions)
-                make: Callable[[], Any] = (
-                    (lambda: RedisClusterTopology(proxied=True)) if partitions else RedisClusterTopology  # type: ignore[call-arg]
-                )
+                # proxied (a forwarder per node for the cluster's own links) only when a partition needs it
+                proxied = any(a.verb == "partition_primary" for a in scenario.actions)
+                self.topology = RedisClusterTopology(proxied=proxied)
             else:
-                make = RedisSentinelTopology
-            self.topology = make()
+                self.topology = RedisSentinelTopology()
             await self._blocking(self.topology.start)
             observer = self._store(5.0, node=False)
             opened.append(observer)
