@@ -306,6 +306,8 @@ class Engine:
         self.client = NodeState("client", scenario.latency, params)
         self.client.alive = True
         self.store: SessionKVStore | None = None
+        # how the observer lists keys: the store's keys() unless a backend knows better (the cluster's majority side)
+        self.observer_keys: Callable[[str], Awaitable[list[str]]] | None = None
         self.real: RealRedisBackend | TopologyBackend | None = None
         self.origin_ns = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -439,10 +441,11 @@ class Engine:
     async def observe_once(self, process: str) -> None:
         """One observer read of every session key, straight from the store, recorded in the history."""
         assert self.store is not None
+        listing = self.observer_keys or self.store.keys
         add = self.history.events.append
         add((self.now_ns(), "observer", process, INVOKE, "keys", SESSIONS_PREFIX, None, None))
         try:
-            keys = await self.store.keys(SESSIONS_PREFIX)
+            keys = await listing(SESSIONS_PREFIX)
         except StoreUnavailableError as exc:
             add((self.now_ns(), "observer", process, FAIL, "keys", SESSIONS_PREFIX, None, type(exc).__name__))
         else:
@@ -451,7 +454,7 @@ class Engine:
             return
         add((self.now_ns(), "observer", process, INVOKE, "keys", CLOSE_REQUESTS_PREFIX, None, None))
         try:
-            flags = await self.store.keys(CLOSE_REQUESTS_PREFIX)
+            flags = await listing(CLOSE_REQUESTS_PREFIX)
         except StoreUnavailableError as exc:
             add((self.now_ns(), "observer", process, FAIL, "keys", CLOSE_REQUESTS_PREFIX, None, type(exc).__name__))
         else:

@@ -33,10 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import redis
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import PipelineCommand
 from redis.crc import key_slot
 from redis.exceptions import AskError, RedisError, TryAgainError
 
+from sessionkv.errors import StoreUnavailableError
 from sessionkv.redis_cluster import _LUA_PEXPIRE_MANY, _LUA_SET_MANY, RedisClusterSessionKVStore
 from sessionkv.redis_sentinel import RedisSentinelSessionKVStore
 from sessionkv.registry import SESSIONS_PREFIX
@@ -236,9 +238,8 @@ def check_backend(scenario: Scenario, backend: str, durability: Durability) -> N
                 f"{where} needs a store with primaries and replicas: use --backend redis-cluster or redis-sentinel "
                 f"({backend} has none)"
             )
-        if action.verb == "partition_primary":
-            if backend != "redis-cluster":
-                raise ScenarioError(f"{where} needs --backend redis-cluster (it cuts a primary's cluster bus)")
+        if action.verb == "partition_primary" and backend != "redis-cluster":
+            raise ScenarioError(f"{where} needs --backend redis-cluster (it cuts a primary's cluster bus)")
         if not has_primaries:
             continue
         if action.verb == "partition":
@@ -262,6 +263,61 @@ def _session_records(server: RedisServer) -> int:
     pattern = f"{KEY_PREFIX}{SESSIONS_PREFIX}*"
     with contextlib.closing(redis.Redis(host=server.host, port=server.port, socket_timeout=2.0)) as client:
         return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
+
+
+class MajorityObserver:
+    """The observer's listing on a cluster: the keys of the primaries that the majority side names now.
+
+    A cluster client lists keys on the primaries of the slot map it last read, and a primary cut off from the
+    cluster still answers ``SCAN`` (it has no key to refuse it by), so a client could keep listing a cut-off or
+    replaced primary's data. The observer instead asks a node that is running and not isolated for ``CLUSTER NODES``
+    before each listing and scans exactly the primaries holding slots in that view, each directly; when one of them
+    is failing (dead, or cut off longer than the node timeout) the listing fails with
+    :class:`~sessionkv.errors.StoreUnavailableError`, as a client's would."""
+
+    def __init__(self, topology: RedisClusterTopology) -> None:
+        self.topology = topology
+        self._clients: dict[int, aioredis.Redis] = {}
+
+    def _primaries(self) -> list[RedisServer]:
+        from sessionkv.testing.topologies import server_paused
+
+        topology = self.topology
+        isolated = set(topology.isolated())
+        for reference in topology.servers:
+            if not reference.running or server_paused(reference) or reference in isolated:
+                continue
+            try:
+                nodes = topology.nodes(reference)
+            except (RedisError, OSError):
+                continue
+            owners = [node for node in nodes if node.is_primary and node.slots]
+            failing = [node.port for node in owners if node.failing]
+            if failing:
+                raise StoreUnavailableError(f"the primary on port {failing[0]} is failing", operation="keys")
+            return [topology.server_by_id(node.id) for node in owners]
+        raise StoreUnavailableError("no running node outside a partition answers", operation="keys")
+
+    async def keys(self, prefix: str) -> list[str]:
+        primaries = await asyncio.to_thread(self._primaries)
+        pattern = f"{KEY_PREFIX}{prefix}*"
+        found: list[str] = []
+        try:
+            for server in primaries:
+                client = self._clients.get(server.port)
+                if client is None:
+                    client = aioredis.Redis(host=server.host, port=server.port, socket_timeout=2.0)
+                    self._clients[server.port] = client
+                async for key in client.scan_iter(match=pattern, count=1000):
+                    found.append(key.decode()[len(KEY_PREFIX) :])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"listing failed: {type(exc).__name__}: {exc}", operation="keys") from exc
+        return sorted(set(found))
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
 
 class TopologyBackend:
@@ -314,6 +370,7 @@ class TopologyBackend:
         engine = self.engine
         scenario = engine.scenario
         opened: list[SessionKVStore] = []
+        majority: MajorityObserver | None = None
         try:
             if self.kind == "redis-cluster":
                 # proxied (a forwarder per node for the cluster's own links) only when a partition needs it
@@ -326,6 +383,9 @@ class TopologyBackend:
             opened.append(observer)
             await observer.start()
             engine.store = observer
+            if isinstance(self.topology, RedisClusterTopology):
+                majority = MajorityObserver(self.topology)
+                engine.observer_keys = majority.keys
             for name in [*scenario.node_names, "client"]:
                 store = self._store(scenario.operation_timeout, node=True)
                 opened.append(store)
@@ -333,6 +393,8 @@ class TopologyBackend:
                 self.stores[name] = store
             await engine.drive()
         finally:
+            if majority is not None:
+                await majority.close()
             for store in opened:
                 with contextlib.suppress(Exception):
                     await store.close()
