@@ -68,9 +68,10 @@ class CloseRequest:
 
 @dataclasses.dataclass(slots=True)
 class Observation:
-    time: float
+    time: float  # when the read completed
     index: int
     keys: frozenset[str]
+    began: float  # when it began (a read through a failover can take a while)
 
 
 def _windows_contain(windows: list[tuple[float, float]], t: float) -> bool:
@@ -325,7 +326,7 @@ class Analysis:
     ) -> None:
         """One observer read (begun at event ``began``): samples, losses by the store, and the invisible stretches
         of running sessions."""
-        self.observations.append(Observation(t, index, keys))
+        self.observations.append(Observation(t, index, keys, self.history.events[began][0] / 1e9))
         self._removals_back(index, began, keys)
         ttl = self.scenario.ttl
         rounded = round(t, 6)
@@ -505,6 +506,8 @@ def crashed_node_sessions_expire(a: Analysis) -> Check:
         for obs in after:
             if again is not None and obs.time >= again:
                 break
+            if obs.began < deadline:
+                continue  # the read began while the record could still be alive
             if run.key in obs.keys:
                 found.append(
                     Violation(
@@ -627,6 +630,8 @@ def removed_stays_removed(a: Analysis) -> Check:
         for obs in a.observations_after(deleted_at):
             if again is not None and obs.time >= again:
                 break
+            if obs.began < deleted_at:
+                continue  # the read began before the delete was acknowledged: it may have listed the key before
             if run.key in obs.keys:
                 lost = (run.key, obs.index) in a.lost_removals
                 found.append(

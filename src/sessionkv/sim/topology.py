@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import PipelineCommand
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import AskError, RedisError, TryAgainError
 
@@ -306,7 +308,13 @@ class MajorityObserver:
             for server in primaries:
                 client = self._clients.get(server.port)
                 if client is None:
-                    client = aioredis.Redis(host=server.host, port=server.port, socket_timeout=2.0)
+                    client = aioredis.Redis(
+                        host=server.host,
+                        port=server.port,
+                        socket_timeout=2.0,
+                        socket_connect_timeout=ATTEMPT_TIMEOUT_S,
+                        retry=Retry(NoBackoff(), 0),  # a dead primary fails the listing at once, not after retries
+                    )
                     self._clients[server.port] = client
                 async for key in client.scan_iter(match=pattern, count=1000):
                     found.append(key.decode()[len(KEY_PREFIX) :])
