@@ -25,7 +25,7 @@ def scenario(p: Parameters) -> Scenario:
     rng = p.rng("faults")
     opened = s.open_many(p.sessions or 12, rng=p.rng("placement"), at=1.0, spread=5.0)
     cut_at = duration * 0.4 + rng.uniform(0, 3)
-    cut_for = 30.0  # at time scale 0.1: 3 s, six node timeouts, so the replica is promoted before the heal
+    cut_for = 50.0  # at time scale 0.1: 5 s, ten node timeouts, so the replica is promoted before the heal
     writes = p.rng("writes")
     # writes of every kind in the first node timeout of the cut (0.5 s at time scale 0.1), while the cut primary
     # still acknowledges; about a third of the keys hash to its slots

@@ -439,26 +439,19 @@ class Engine:
             await asyncio.sleep(every)
 
     async def observe_once(self, process: str) -> None:
-        """One observer read of every session key, straight from the store, recorded in the history."""
+        """One observer read of every session key (and, where ``observe_flags``, then of every close flag), straight
+        from the store, recorded in the history."""
         assert self.store is not None
         listing = self.observer_keys or self.store.keys
         add = self.history.events.append
-        add((self.now_ns(), "observer", process, INVOKE, "keys", SESSIONS_PREFIX, None, None))
-        try:
-            keys = await listing(SESSIONS_PREFIX)
-        except StoreUnavailableError as exc:
-            add((self.now_ns(), "observer", process, FAIL, "keys", SESSIONS_PREFIX, None, type(exc).__name__))
-        else:
-            add((self.now_ns(), "observer", process, OK, "keys", SESSIONS_PREFIX, tuple(sorted(keys)), None))
-        if not self.observe_flags:
-            return
-        add((self.now_ns(), "observer", process, INVOKE, "keys", CLOSE_REQUESTS_PREFIX, None, None))
-        try:
-            flags = await listing(CLOSE_REQUESTS_PREFIX)
-        except StoreUnavailableError as exc:
-            add((self.now_ns(), "observer", process, FAIL, "keys", CLOSE_REQUESTS_PREFIX, None, type(exc).__name__))
-        else:
-            add((self.now_ns(), "observer", process, OK, "keys", CLOSE_REQUESTS_PREFIX, tuple(sorted(flags)), None))
+        for prefix in (SESSIONS_PREFIX, CLOSE_REQUESTS_PREFIX) if self.observe_flags else (SESSIONS_PREFIX,):
+            add((self.now_ns(), "observer", process, INVOKE, "keys", prefix, None, None))
+            try:
+                keys = await listing(prefix)
+            except StoreUnavailableError as exc:
+                add((self.now_ns(), "observer", process, FAIL, "keys", prefix, None, type(exc).__name__))
+            else:
+                add((self.now_ns(), "observer", process, OK, "keys", prefix, tuple(sorted(keys)), None))
 
     def spawn(self, state: NodeState, coro: Coroutine[Any, Any, None], process: str) -> asyncio.Task[None]:
         async def body() -> None:
