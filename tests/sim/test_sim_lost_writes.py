@@ -113,3 +113,21 @@ def test_a_read_that_sees_everything_loses_nothing() -> None:
     analysis = analyse(r)
     assert analysis.lost_writes == set()
     assert analysis.lost_by_kind() == dict.fromkeys(LOST_KINDS, 0)
+
+
+def test_a_conditional_write_after_the_key_expired_proves_nothing() -> None:
+    # faithful's heartbeat is a write with only_if_exists: acknowledged even when the record expired before it
+    # arrived, and then it writes nothing; the record missing afterwards is an expiry, not a loss
+    r = Recorder()
+    r.add(0.0, "n1", "n1/node", OK, "node_start")
+    r.session(1.0, S1)
+    r.set(1.0, S1, process="n1/start", ttl=3.0)  # expires at 4.0 at the earliest
+    r.observe(2.0, (S1,))
+    r.write(4.5, 4.501, "n1/maint", "set", S1, (("ttl", 3.0), ("xx", True)))
+    r.observe(5.0, ())
+    r.write(5.5, 5.501, "n1/maint", "set", S1, (("ttl", 3.0), ("xx", False)))  # a real rewrite
+    r.write(6.0, 6.001, "n1/maint", "set", S1, (("ttl", 3.0), ("xx", True)))  # while it surely exists
+    r.observe(7.0, ())  # both the rewrite and the extension were lost
+    analysis = analyse(r)
+    assert analysis.lost_writes == {(S1, 6.0)}
+    assert analysis.lost_by_kind()["heartbeat"] == 1

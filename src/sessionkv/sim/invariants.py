@@ -244,7 +244,7 @@ class Analysis:
             if key.startswith(CLOSE_REQUESTS_PREFIX):
                 session_key = SESSIONS_PREFIX + key[len(CLOSE_REQUESTS_PREFIX) :]
                 self.close_requests.append(CloseRequest(session_key, t, index, ttl))
-                if type_ == OK and (not xx or key in self._flags_alive):
+                if type_ == OK and (not xx or _surely_alive(self._flags_alive.get(key), t)):
                     self._flags_alive[key] = (t_invoke + ttl, t, index, "close_flag")
                 return
             self._wrote(key, node, t, t_invoke, index, ttl, type_, running, alive_until, conditional=xx)
@@ -286,8 +286,9 @@ class Analysis:
             run.last_write = t
             if type_ == OK:
                 run.acks.append(t)
-        if type_ == OK and (not conditional or key in alive_until):
-            alive_until[key] = (t_invoke + ttl, t_invoke, index, "registration" if first else "heartbeat")
+        if not (type_ == OK and (not conditional or _surely_alive(alive_until.get(key), t))):
+            return
+        alive_until[key] = (t_invoke + ttl, t_invoke, index, "registration" if first else "heartbeat")
 
     def _removals_back(self, index: int, since: int, keys: frozenset[str]) -> None:
         """Deleted keys this read (begun at event ``since``) shows again, where no write could have recreated them."""
@@ -473,6 +474,12 @@ _PRIMARY_EVENTS: Final = frozenset(
         "primary_fault_failed",
     }
 )
+
+
+def _surely_alive(expected: tuple[float, float, int, str] | None, t: float) -> bool:
+    """Whether a key whose last acknowledged write is ``expected`` certainly still existed at ``t``: a write with
+    ``only_if_exists`` that arrives after the key expired is acknowledged but writes nothing."""
+    return expected is not None and expected[0] > t
 
 
 def _creates(f: str, key: str | None, value: Any) -> tuple[str, ...]:
