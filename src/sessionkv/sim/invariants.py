@@ -598,7 +598,8 @@ def close_request_honoured(a: Analysis) -> Check:
             continue
         if run.stop is not None and run.reason == "node_crash":
             continue
-        if a.flag_lost_by_store(request) is not None:
+        flag = CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :]
+        if a.flag_lost_by_store(request) is not None or (flag, request.time) in a.lost_writes:
             continue  # the store lost the flag: counted in lost_acknowledged_writes, no node could honour it
         lost = request.time + request.ttl < deadline
         if lost:
