@@ -131,3 +131,22 @@ def test_a_conditional_write_after_the_key_expired_proves_nothing() -> None:
     analysis = analyse(r)
     assert analysis.lost_writes == {(S1, 6.0)}
     assert analysis.lost_by_kind()["heartbeat"] == 1
+
+
+def test_a_write_of_unknown_outcome_may_recreate_a_deleted_key() -> None:
+    # a registration that timed out (info) may still be applied by the server after the delete that followed it
+    r = Recorder()
+    r.add(0.0, "n1", "n1/node", OK, "node_start")
+    r.add(1.0, "n1", "n1/start", INVOKE, "set", S1, (("ttl", 30.0), ("xx", False)))
+    r.add(
+        2.0,
+        "n1",
+        "n1/start",
+        INFO,
+        "set",
+        S1,
+        None,
+    )
+    r.write(2.5, 2.501, "n1/start", "delete", None, (S1,))
+    r.observe(3.0, (S1,))
+    assert analyse(r).lost_writes == set()

@@ -91,7 +91,8 @@ class Analysis:
     acknowledged write set a TTL that has not run out, missing from a read that began after the write completed
     (``registration`` when that was the record's first acknowledged write in its session, else ``heartbeat``); a
     deleted key (session record or close flag) present in a read that began after the delete completed, while no
-    write that could have recreated it was in flight or completed after the delete began (``removal``); a close flag
+    write that could have recreated it was in flight, completed after the delete began, or ended with an unknown
+    outcome (the server may apply such a write late) (``removal``); a close flag
     missing the same way as a record, where the observer lists flags (the backends with replicas), or lost to a
     restart of the store without data (``close_flag``).
 
@@ -120,7 +121,7 @@ class Analysis:
         self.lost_removals: set[tuple[str, int]] = set()  # (key, observation index) where a lost delete showed
         self._removed: dict[str, tuple[int, int, float]] = {}  # key -> (delete invoke index, done index, invoke time)
         self._writing: dict[str, int] = {}  # key -> creating writes (set without xx, mset) in flight
-        self._written: dict[str, int] = {}  # key -> completion index of the last creating write
+        self._written: dict[str, float] = {}  # key -> completion index of the last creating write
         self._flags_alive: dict[str, tuple[float, float, int, str]] = {}
         self.lost_at: dict[str, list[float]] = {}
         self.limit_rejects = 0
@@ -167,7 +168,8 @@ class Analysis:
                 invoke = events[invoke_index]
                 for k in _creates(invoke[4], invoke[5], invoke[6]):
                     self._writing[k] -= 1
-                    self._written[k] = index
+                    # an outcome unknown to the node: the server may apply it late, even after a later delete
+                    self._written[k] = _NEVER if type_ == INFO else index
                 if type_ == FAIL:
                     continue
                 self._completion(t, index, invoke, invoke_index, type_, running, alive_until)
@@ -464,6 +466,7 @@ class Analysis:
 
 
 _STORE_FS: Final = frozenset({"set", "mset", "get", "mget", "expire", "keys", "delete"})
+_NEVER: Final = float("inf")
 _PRIMARY_EVENTS: Final = frozenset(
     {
         "kill_primary",
