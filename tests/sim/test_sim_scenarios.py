@@ -22,8 +22,13 @@ FAITHFUL_VIOLATES: dict[str, set[str]] = {
 }
 
 
+# scenarios about the store's own primaries: they run on redis-cluster / redis-sentinel only
+# (tests/sim/test_sim_failover.py), and are refused before they start anywhere else
+NEEDS_PRIMARIES = {"failover", "primary-partitioned"}
+
+
 def test_the_scenarios_ship() -> None:
-    assert sorted(builtin_scenarios()) == sorted(FAITHFUL_VIOLATES)
+    assert sorted(builtin_scenarios()) == sorted(set(FAITHFUL_VIOLATES) | NEEDS_PRIMARIES)
 
 
 @pytest.mark.parametrize("backend", ["memory", "fakeredis"])

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sessionkv.sim.engine import BACKENDS
+from sessionkv.sim.engine import BACKENDS, REAL_BACKENDS
 from sessionkv.sim.history import History
 from sessionkv.sim.model import Action, Parameters, ScenarioError, build, builtin_scenarios, first_line, load_scenario
 from sessionkv.sim.policies import POLICIES
@@ -79,7 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         help="a JSON list of actions replacing the scenario's timeline (what explore writes)",
     )
     run.add_argument(
-        "--time-scale", type=_positive_float, default=0.1, help="redis backend: multiply every duration (default 0.1)"
+        "--time-scale",
+        type=_positive_float,
+        default=0.1,
+        help="backends on real servers (redis, redis-cluster, redis-sentinel): multiply every duration (default 0.1)",
+    )
+    run.add_argument(
+        "--durability",
+        default="async",
+        metavar="async|wait:N",
+        help="redis-cluster and redis-sentinel: async (default) acknowledges a write once its primary applied it; "
+        "wait:N follows every write of a node with WAIT N (N replicas acknowledged it)",
     )
     explore = sub.add_parser("explore", help="run many seeds, stop at the first violation and shrink its faults")
     _add_common(explore)
@@ -158,9 +168,9 @@ def _progress(label: str, total: float) -> Iterator[Callable[[float], None] | No
 
 
 def _check_backend_options(options: argparse.Namespace) -> None:
-    if options.backend == "redis" and getattr(options, "check_determinism", False):
+    if options.backend in REAL_BACKENDS and getattr(options, "check_determinism", False):
         raise _UsageError(
-            "--check-determinism needs an in-process backend (memory or fakeredis): real Redis is real time"
+            f"--check-determinism needs an in-process backend (memory or fakeredis): {options.backend} is real time"
         )
     if options.report and importlib.util.find_spec("sessionkv.sim.report") is None:
         raise _UsageError(
@@ -174,7 +184,7 @@ def _run(options: argparse.Namespace) -> int:
     params = _params(options, options.seed)
     schedule = _load_schedule(options.schedule) if options.schedule else None
     scenario = build(options.scenario, params)
-    total = scenario.duration * (options.time_scale if options.backend == "redis" else 1.0)
+    total = scenario.duration * (options.time_scale if options.backend in REAL_BACKENDS else 1.0)
     with _progress(f"{options.scenario} ({options.policy}, {options.backend})", total) as progress:
         result = run_scenario(
             options.scenario,
@@ -185,6 +195,7 @@ def _run(options: argparse.Namespace) -> int:
             schedule_path=options.schedule,
             progress=progress,
             time_scale=options.time_scale,
+            durability=options.durability,
         )
     status = result.exit_code
     if options.check_determinism:
@@ -225,13 +236,24 @@ def _report_determinism(first: History, second: History, hash1: str, hash2: str)
 
 
 def _print_summary(result: RunResult) -> None:
-    print(f"scenario {result.scenario}  policy {result.policy}  backend {result.backend}  seed {result.seed}")
+    durability = f"  durability {result.durability}" if "primary_faults" in result.stats else ""
+    print(
+        f"scenario {result.scenario}  policy {result.policy}  backend {result.backend}{durability}  seed {result.seed}"
+    )
     stats = result.stats
+    lost = stats["lost_acknowledged_writes"]
+    by_kind = ", ".join(
+        f"{n} {kind.replace('_', ' ')}" for kind, n in stats["lost_acknowledged_writes_by_kind"].items()
+    )
     print(
         f"simulated {stats['simulated_s']:g} s in {stats['wall_s']:.3f} s wall; {stats['operations']} store "
-        f"operations; {stats['sessions_started']} sessions; {stats['lost_acknowledged_writes']} acknowledged writes "
-        f"lost by the store; {stats['close_requests_lost_to_ttl']} close requests lost to the TTL"
+        f"operations; {stats['sessions_started']} sessions; {lost} acknowledged writes lost by the store"
+        + (f" ({by_kind})" if lost else "")
+        + f"; {stats['close_requests_lost_to_ttl']} close requests lost to the TTL"
     )
+    for fault in stats.get("primary_faults", ()):
+        details = ", ".join(f"{name} {value}" for name, value in fault.items() if name not in ("t", "event"))
+        print(f"  t={fault['t']:.3f} {fault['event']}: {details}")
     for check in result.checks:
         mark = {"holds": "ok  ", "violated": "FAIL", "unknown": "??  "}[check.status]
         expected = " (expected)" if check.violations and all(v.expected for v in check.violations) else ""
@@ -256,8 +278,10 @@ def _print_summary(result: RunResult) -> None:
 def _explore(options: argparse.Namespace) -> int:
     from sessionkv.sim.explore import explore
 
-    if options.backend == "redis":
-        raise _UsageError("explore needs an in-process backend (memory or fakeredis): real Redis is not reproducible")
+    if options.backend in REAL_BACKENDS:
+        raise _UsageError(
+            f"explore needs an in-process backend (memory or fakeredis): {options.backend} is not reproducible"
+        )
     jobs = options.jobs or os.cpu_count() or 1
     seeds = list(range(options.first_seed, options.first_seed + options.seeds))
     with _progress(f"explore {options.scenario} ({options.policy})", len(seeds)) as progress:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from sessionkv.errors import StoreUnavailableError
-from sessionkv.registry import SESSIONS_PREFIX, SessionRegistry, _session_key
+from sessionkv.registry import CLOSE_REQUESTS_PREFIX, SESSIONS_PREFIX, SessionRegistry, _session_key
 from sessionkv.sim.history import FAIL, INFO, INVOKE, OK, History
 from sessionkv.sim.model import Action, Latency, Parameters, Scenario, ScenarioError
 from sessionkv.sim.policies import NodeLogic, Policy
@@ -32,10 +32,13 @@ from sessionkv.testing.virtual_time import VirtualTimeLoop
 
 if TYPE_CHECKING:
     from sessionkv.sim.realredis import RealRedisBackend
+    from sessionkv.sim.topology import Durability, TopologyBackend
 
-__all__ = ["BACKENDS", "Engine", "StoreView"]
+__all__ = ["BACKENDS", "REAL_BACKENDS", "Engine", "StoreView"]
 
-BACKENDS: Final = ("memory", "fakeredis", "redis")
+BACKENDS: Final = ("memory", "fakeredis", "redis", "redis-cluster", "redis-sentinel")
+REAL_BACKENDS: Final = ("redis", "redis-cluster", "redis-sentinel")
+"""Backends on real servers: real time, the scenario scaled by ``time_scale``, not reproducible by seed."""
 
 _PROCESS: contextvars.ContextVar[str] = contextvars.ContextVar("sessionkv_sim_process", default="?")
 
@@ -273,9 +276,23 @@ class RunOutput:
 class Engine:
     """Runs one scenario under one policy on one backend and records the history (see the module docstring)."""
 
-    def __init__(self, scenario: Scenario, policy: Policy, params: Parameters, *, backend: str = "memory") -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        policy: Policy,
+        params: Parameters,
+        *,
+        backend: str = "memory",
+        durability: Durability | None = None,
+    ) -> None:
+        from sessionkv.sim.topology import PRIMARY_BACKENDS, Durability, check_backend
+
         if backend not in BACKENDS:
             raise ScenarioError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        self.durability = durability or Durability()
+        check_backend(scenario, backend, self.durability)
+        # where acknowledged writes can be lost to a failover, the observer also lists the close flags
+        self.observe_flags = backend in PRIMARY_BACKENDS
         self.scenario = scenario
         self.policy = policy
         self.params = params
@@ -289,7 +306,9 @@ class Engine:
         self.client = NodeState("client", scenario.latency, params)
         self.client.alive = True
         self.store: SessionKVStore | None = None
-        self.real: RealRedisBackend | None = None
+        # how the observer lists keys: the store's keys() unless a backend knows better (the cluster's majority side)
+        self.observer_keys: Callable[[str], Awaitable[list[str]]] | None = None
+        self.real: RealRedisBackend | TopologyBackend | None = None
         self.origin_ns = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: list[asyncio.TimerHandle] = []
@@ -306,6 +325,10 @@ class Engine:
             from sessionkv.sim.realredis import run_on_redis
 
             run_on_redis(self)
+        elif self.backend in REAL_BACKENDS:
+            from sessionkv.sim.topology import run_on_topology
+
+            run_on_topology(self, self.backend, self.durability)
         else:
             from sessionkv.testing.virtual_time import VirtualClock, run
 
@@ -340,8 +363,9 @@ class Engine:
         if keep_data:
             return
         if self.real is not None:
-            assert self.real.server is not None
-            await asyncio.to_thread(self.real.server.restart)
+            server = self.real.server
+            assert server is not None, "check_backend refuses a whole-store restart on this backend"
+            await asyncio.to_thread(server.restart)
         elif self.backend == "memory":
             await self.store.delete(await self.store.keys(""))
         else:
@@ -379,6 +403,8 @@ class Engine:
             for name in scenario.node_names:
                 self._start_node(self.states[name], "node_start")
         for window, action in enumerate(scenario.timeline()):
+            if action.verb in ("kill_primary", "partition_primary"):  # the backend ends its own fault window
+                action = dataclasses.replace(action, args=(*action.args, ("window", window)))
             if action.verb in ("partition", "slow_store"):
                 # windows may overlap: each start and its end carry the same window number
                 action = dataclasses.replace(action, args=(*action.args, ("window", window)))
@@ -392,13 +418,17 @@ class Engine:
             await asyncio.sleep(scenario.duration)
         finally:
             self.ended = True
-            observer.cancel()
             for timer in self._timers:
                 timer.cancel()
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(observer, *tasks, return_exceptions=True)
+            tasks = [observer, *self._tasks]
+            pending = set(tasks)
+            while pending:
+                # cancel again until done: on Python 3.11 a cancel that arrives as a store call's asyncio.timeout
+                # expires is swallowed (the call fails with a timeout), and the task would go on to its next sleep
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=0.05)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _observe(self) -> None:
         every = self.scenario.observe_every
@@ -409,16 +439,19 @@ class Engine:
             await asyncio.sleep(every)
 
     async def observe_once(self, process: str) -> None:
-        """One observer read of every session key, straight from the store, recorded in the history."""
+        """One observer read of every session key (and, where ``observe_flags``, then of every close flag), straight
+        from the store, recorded in the history."""
         assert self.store is not None
+        listing = self.observer_keys or self.store.keys
         add = self.history.events.append
-        add((self.now_ns(), "observer", process, INVOKE, "keys", SESSIONS_PREFIX, None, None))
-        try:
-            keys = await self.store.keys(SESSIONS_PREFIX)
-        except StoreUnavailableError as exc:
-            add((self.now_ns(), "observer", process, FAIL, "keys", SESSIONS_PREFIX, None, type(exc).__name__))
-        else:
-            add((self.now_ns(), "observer", process, OK, "keys", SESSIONS_PREFIX, tuple(sorted(keys)), None))
+        for prefix in (SESSIONS_PREFIX, CLOSE_REQUESTS_PREFIX) if self.observe_flags else (SESSIONS_PREFIX,):
+            add((self.now_ns(), "observer", process, INVOKE, "keys", prefix, None, None))
+            try:
+                keys = await listing(prefix)
+            except StoreUnavailableError as exc:
+                add((self.now_ns(), "observer", process, FAIL, "keys", prefix, None, type(exc).__name__))
+            else:
+                add((self.now_ns(), "observer", process, OK, "keys", prefix, tuple(sorted(keys)), None))
 
     def spawn(self, state: NodeState, coro: Coroutine[Any, Any, None], process: str) -> asyncio.Task[None]:
         async def body() -> None:
@@ -447,6 +480,11 @@ class Engine:
 
     def _nemesis(self, f: str, value: Any) -> None:
         self.history.events.append((self.now_ns(), "nemesis", "nemesis", INFO, f, None, value, None))
+
+    def nemesis(self, f: str, value: Any) -> None:
+        """Record a nemesis event now (what a backend's fault records as it happens)."""
+        if not self.ended:
+            self._nemesis(f, value)
 
     # -- node lifecycle ------------------------------------------------------------------------------------------------
 
@@ -558,6 +596,11 @@ class Engine:
             keep = bool(action.arg("keep_data", False))
             self._nemesis("store_restart" if keep else "store_wipe", None)
             self.spawn(self.client, self.wipe_store(keep), "nemesis")
+        elif verb in ("kill_primary", "partition_primary"):
+            from sessionkv.sim.topology import TopologyBackend
+
+            assert isinstance(self.real, TopologyBackend), "check_backend refuses primary faults elsewhere"
+            self.spawn(self.client, self.real.primary_fault(action, action.arg("window")), "nemesis")
         elif verb in ("clock_skew", "clock_jump"):
             assert state is not None
             if verb == "clock_skew":

@@ -68,17 +68,33 @@ class CloseRequest:
 
 @dataclasses.dataclass(slots=True)
 class Observation:
-    time: float
+    time: float  # when the read completed
     index: int
     keys: frozenset[str]
+    began: float  # when it began (a read through a failover can take a while)
 
 
 def _windows_contain(windows: list[tuple[float, float]], t: float) -> bool:
     return any(start <= t < end for start, end in windows)
 
 
+LOST_KINDS: Final = ("registration", "heartbeat", "removal", "close_flag")
+"""The kinds of acknowledged write the store can lose: a session's first acknowledged write, a later one, a delete,
+a close request."""
+
+
 class Analysis:
     """The facts of one run, derived in one pass over the history.
+
+    Acknowledged writes the store lost (:attr:`lost_writes`, one ``(key, time)`` per write, the kind of each in
+    :attr:`lost_kinds`) are counted from the observer's reads, so the count is a lower bound: a session record whose
+    acknowledged write set a TTL that has not run out, missing from a read that began after the write completed
+    (``registration`` when that was the record's first acknowledged write in its session, else ``heartbeat``); a
+    deleted key (session record or close flag) present in a read that began after the delete completed, while no
+    write that could have recreated it was in flight, completed after the delete began, or ended with an unknown
+    outcome (the server may apply such a write late) (``removal``); a close flag
+    missing the same way as a record, where the observer lists flags (the backends with replicas), or lost to a
+    restart of the store without data (``close_flag``).
 
     ``latency_bound`` raises the store latency the invariants allow for (``close-request-honoured``) when latency is
     real rather than drawn from the scenario (the ``redis`` backend passes its operation timeout).
@@ -101,6 +117,12 @@ class Analysis:
         self.deletes: dict[str, list[tuple[float, int]]] = {}
         self.starts_by_key: dict[str, list[float]] = {}
         self.lost_writes: set[tuple[str, float]] = set()
+        self.lost_kinds: dict[tuple[str, float], str] = {}
+        self.lost_removals: set[tuple[str, int]] = set()  # (key, observation index) where a lost delete showed
+        self._removed: dict[str, tuple[int, int, float]] = {}  # key -> (delete invoke index, done index, invoke time)
+        self._writing: dict[str, int] = {}  # key -> creating writes (set without xx, mset) in flight
+        self._written: dict[str, float] = {}  # key -> completion index of the last creating write
+        self._flags_alive: dict[str, tuple[float, float, int, str]] = {}
         self.lost_at: dict[str, list[float]] = {}
         self.limit_rejects = 0
         self.close_lost = 0
@@ -120,7 +142,8 @@ class Analysis:
         cut_since: dict[str, float] = {}
         open_faults: dict[tuple[str, Any], dict[str, Any]] = {}
         pending: dict[str, int] = {}
-        alive_until: dict[str, tuple[float, float]] = {}  # key -> (expected expiry, write invoke time)
+        # key -> (expected expiry, write invoke time, write completion index, kind of write)
+        alive_until: dict[str, tuple[float, float, int, str]] = {}
         idle: dict[str, float] = {}
         events = history.events
         counts = self.counts
@@ -134,16 +157,30 @@ class Analysis:
                 if f == "delete":
                     for k in value:
                         alive_until.pop(k, None)
+                        self._flags_alive.pop(k, None)
+                else:
+                    for k in _creates(f, key, value):
+                        self._writing[k] = self._writing.get(k, 0) + 1
+                        self._removed.pop(k, None)
                 continue
             if process in pending and type_ in (OK, INFO, FAIL) and f in _STORE_FS and node != "observer":
-                invoke = events[pending.pop(process)]
+                invoke_index = pending.pop(process)
+                invoke = events[invoke_index]
+                for k in _creates(invoke[4], invoke[5], invoke[6]):
+                    self._writing[k] -= 1
+                    # an outcome unknown to the node: the server may apply it late, even after a later delete
+                    self._written[k] = _NEVER if type_ == INFO else index
                 if type_ == FAIL:
                     continue
-                self._completion(t, index, invoke, type_, running, alive_until)
+                self._completion(t, index, invoke, invoke_index, type_, running, alive_until)
                 continue
             if node == "observer":
                 if type_ == OK:
-                    self._observe(t, index, frozenset(value), by_node, alive_since, cut_since, alive_until)
+                    began = pending.pop(process, index)
+                    if key == CLOSE_REQUESTS_PREFIX:
+                        self._observe_flags(t, index, began, frozenset(value))
+                    else:
+                        self._observe(t, index, began, frozenset(value), by_node, alive_since, cut_since, alive_until)
                 continue
             if key is None:
                 if node == "nemesis":
@@ -184,18 +221,23 @@ class Analysis:
         self.wipes: list[float] = [fault["start"] for fault in self.faults if fault["kind"] == "store_wipe"]
         for request in self.close_requests:
             if self.flag_lost_by_store(request) is not None:
-                self.lost_writes.add((CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :], request.time))
+                self._lost(CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :], request.time, "close_flag")
 
     # -- the pass ------------------------------------------------------------------------------------------------------
+
+    def _lost(self, key: str, t: float, kind: str) -> None:
+        self.lost_writes.add((key, t))
+        self.lost_kinds.setdefault((key, t), kind)
 
     def _completion(
         self,
         t: float,
         index: int,
         invoke: Any,
+        invoke_index: int,
         type_: str,
         running: dict[str, SessionRun],
-        alive_until: dict[str, tuple[float, float]],
+        alive_until: dict[str, tuple[float, float, int, str]],
     ) -> None:
         t_invoke = invoke[0] / 1e9
         node, f, key, value = invoke[1], invoke[4], invoke[5], invoke[6]
@@ -204,24 +246,27 @@ class Analysis:
             if key.startswith(CLOSE_REQUESTS_PREFIX):
                 session_key = SESSIONS_PREFIX + key[len(CLOSE_REQUESTS_PREFIX) :]
                 self.close_requests.append(CloseRequest(session_key, t, index, ttl))
+                if type_ == OK and (not xx or _surely_alive(self._flags_alive.get(key), t)):
+                    self._flags_alive[key] = (t_invoke + ttl, t, index, "close_flag")
                 return
-            self._wrote(key, node, t, t_invoke, ttl, type_, running, alive_until, conditional=xx)
+            self._wrote(key, node, t, t_invoke, index, ttl, type_, running, alive_until, conditional=xx)
         elif f == "mset":
             keys, ttl = value[0][1], value[1][1]
-            expiry = (t_invoke + ttl, t_invoke)
             ok = type_ == OK
             get = running.get
             for k in keys:
                 run = get(k)
+                first = run is not None and run.node == node and not run.acks
                 if run is not None and run.node == node:
                     run.last_write = t
                     if ok:
                         run.acks.append(t)
                 if ok:
-                    alive_until[k] = expiry
+                    alive_until[k] = (t_invoke + ttl, t_invoke, index, "registration" if first else "heartbeat")
         elif f == "delete" and type_ == OK:
             for k in value:
                 self.deletes.setdefault(k, []).append((t, index))
+                self._removed[k] = (invoke_index, index, t_invoke)
 
     def _wrote(
         self,
@@ -229,33 +274,63 @@ class Analysis:
         node: str,
         t: float,
         t_invoke: float,
+        index: int,
         ttl: float,
         type_: str,
         running: dict[str, SessionRun],
-        alive_until: dict[str, tuple[float, float]],
+        alive_until: dict[str, tuple[float, float, int, str]],
         *,
         conditional: bool,
     ) -> None:
         run = running.get(key)
+        first = run is not None and run.node == node and not run.acks
         if run is not None and run.node == node:
             run.last_write = t
             if type_ == OK:
                 run.acks.append(t)
-        if type_ == OK and (not conditional or key in alive_until):
-            alive_until[key] = (t_invoke + ttl, t_invoke)
+        if not (type_ == OK and (not conditional or _surely_alive(alive_until.get(key), t))):
+            return
+        alive_until[key] = (t_invoke + ttl, t_invoke, index, "registration" if first else "heartbeat")
+
+    def _removals_back(self, index: int, since: int, keys: frozenset[str]) -> None:
+        """Deleted keys this read (begun at event ``since``) shows again, where no write could have recreated them."""
+        removed = self._removed
+        for key in sorted(keys & removed.keys()):
+            invoked, done, t_invoke = removed[key]
+            if done > since:
+                continue  # the read may have begun before the delete was applied
+            del removed[key]
+            if self._writing.get(key, 0) == 0 and self._written.get(key, -1) < invoked:
+                self._lost(key, t_invoke, "removal")
+                self.lost_removals.add((key, index))
+
+    def _observe_flags(self, t: float, index: int, since: int, keys: frozenset[str]) -> None:
+        """One observer read of the close flags: flags the store lost, deletes it lost."""
+        self._removals_back(index, since, keys)
+        expired = []
+        for key, (expiry, t_done, done, kind) in self._flags_alive.items():
+            if expiry <= t + EPSILON:
+                expired.append(key)
+            elif key not in keys and done < since:
+                self._lost(key, t_done, kind)
+        for key in expired:
+            del self._flags_alive[key]
 
     def _observe(
         self,
         t: float,
         index: int,
+        began: int,
         keys: frozenset[str],
         by_node: dict[str, dict[str, SessionRun]],
         alive_since: dict[str, float],
         cut_since: dict[str, float],
-        alive_until: dict[str, tuple[float, float]],
+        alive_until: dict[str, tuple[float, float, int, str]],
     ) -> None:
-        """One observer read: samples, losses by the store, and the invisible stretches of running sessions."""
-        self.observations.append(Observation(t, index, keys))
+        """One observer read (begun at event ``began``): samples, losses by the store, and the invisible stretches
+        of running sessions."""
+        self.observations.append(Observation(t, index, keys, self.history.events[began][0] / 1e9))
+        self._removals_back(index, began, keys)
         ttl = self.scenario.ttl
         rounded = round(t, 6)
         for node, runs in by_node.items():
@@ -265,8 +340,8 @@ class Analysis:
             self.samples.append({"t": rounded, "node": node, "running": len(runs), "visible": len(runs) - len(missing)})
             for key in missing:
                 expected = alive_until.get(key)
-                if expected is not None and expected[0] > t + EPSILON:
-                    self.lost_writes.add((key, expected[1]))
+                if expected is not None and expected[0] > t + EPSILON and expected[2] < began:
+                    self._lost(key, expected[1], expected[3])
                     self.lost_at.setdefault(key, []).append(t)
             invisible = self._invisible[node]
             if node not in alive_since or node in cut_since:
@@ -351,6 +426,22 @@ class Analysis:
                 return wipe
         return None
 
+    def lost_by_kind(self) -> dict[str, int]:
+        """How many acknowledged writes the store lost, by kind (every kind of :data:`LOST_KINDS`, zeros included)."""
+        counts = dict.fromkeys(LOST_KINDS, 0)
+        for kind in self.lost_kinds.values():
+            counts[kind] += 1
+        return counts
+
+    def primary_faults(self) -> list[dict[str, Any]]:
+        """The primary faults' nemesis events in order: which server died or was cut (and how many session records
+        it held), which replica was promoted and after how long, when the old one rejoined or the fault failed."""
+        return [
+            {"t": round(t_ns / 1e9, 6), "event": f, **dict(value)}
+            for t_ns, node, _, _, f, _, value, _ in self.history.events
+            if node == "nemesis" and f in _PRIMARY_EVENTS
+        ]
+
     def observations_after(self, t: float) -> list[Observation]:
         return self.observations[bisect.bisect_right(self.observation_times, t) :]
 
@@ -375,6 +466,32 @@ class Analysis:
 
 
 _STORE_FS: Final = frozenset({"set", "mset", "get", "mget", "expire", "keys", "delete"})
+_NEVER: Final = float("inf")
+_PRIMARY_EVENTS: Final = frozenset(
+    {
+        "kill_primary",
+        "partition_primary",
+        "primary_promoted",
+        "heal_primary",
+        "primary_rejoined",
+        "primary_fault_failed",
+    }
+)
+
+
+def _surely_alive(expected: tuple[float, float, int, str] | None, t: float) -> bool:
+    """Whether a key whose last acknowledged write is ``expected`` certainly still existed at ``t``: a write with
+    ``only_if_exists`` that arrives after the key expired is acknowledged but writes nothing."""
+    return expected is not None and expected[0] > t
+
+
+def _creates(f: str, key: str | None, value: Any) -> tuple[str, ...]:
+    """The keys a store call may create (``set`` without ``only_if_exists``, ``mset``); nothing for other calls."""
+    if f == "set" and key is not None and not value[1][1]:
+        return (key,)
+    if f == "mset":
+        return tuple(value[0][1])
+    return ()
 
 
 # -- the invariants ---------------------------------------------------------------------------------------------------
@@ -399,6 +516,8 @@ def crashed_node_sessions_expire(a: Analysis) -> Check:
         for obs in after:
             if again is not None and obs.time >= again:
                 break
+            if obs.began < deadline:
+                continue  # the read began while the record could still be alive
             if run.key in obs.keys:
                 found.append(
                     Violation(
@@ -482,7 +601,8 @@ def close_request_honoured(a: Analysis) -> Check:
             continue
         if run.stop is not None and run.reason == "node_crash":
             continue
-        if a.flag_lost_by_store(request) is not None:
+        flag = CLOSE_REQUESTS_PREFIX + request.key[len(SESSIONS_PREFIX) :]
+        if a.flag_lost_by_store(request) is not None or (flag, request.time) in a.lost_writes:
             continue  # the store lost the flag: counted in lost_acknowledged_writes, no node could honour it
         lost = request.time + request.ttl < deadline
         if lost:
@@ -521,13 +641,22 @@ def removed_stays_removed(a: Analysis) -> Check:
         for obs in a.observations_after(deleted_at):
             if again is not None and obs.time >= again:
                 break
+            if obs.began < deleted_at:
+                continue  # the read began before the delete was acknowledged: it may have listed the key before
             if run.key in obs.keys:
+                lost = (run.key, obs.index) in a.lost_removals
                 found.append(
                     Violation(
                         name,
-                        "node",
+                        "store" if lost else "node",
                         f"{run.key} was removed at t={deleted_at:.3f} and is back at t={obs.time:.3f} "
-                        "without being started again",
+                        "without being started again"
+                        + (
+                            "; the store undid the acknowledged removal (lost in a failover, or still listed by a "
+                            "primary cut off from the cluster)"
+                            if lost
+                            else ""
+                        ),
                         obs.time,
                         run.node,
                         [run.stop_index or run.start_index, delete_index, obs.index],

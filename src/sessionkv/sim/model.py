@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAULT_VERBS",
+    "PRIMARY_CHOICES",
+    "PRIMARY_VERBS",
     "Action",
     "Guard",
     "Latency",
@@ -59,10 +61,31 @@ class Latency:
         return {"low": self.low, "high": self.high}
 
 
-FAULT_VERBS: Final = frozenset(
-    {"crash", "restart", "stop", "partition", "slow_store", "store_restart", "clock_skew", "clock_jump", "maint_kill"}
+PRIMARY_VERBS: Final = frozenset({"kill_primary", "partition_primary"})
+"""Faults of the store's own servers: they need a backend with primaries and replicas (``redis-cluster``,
+``redis-sentinel``); the engine refuses them elsewhere before the run starts."""
+
+PRIMARY_CHOICES: Final = ("most-keys", "seeded")
+"""How a primary fault picks its victim: the primary holding the most session records at that moment (ties: the
+lowest port), or one drawn from the seed's ``primary`` stream."""
+
+FAULT_VERBS: Final = (
+    frozenset(
+        {
+            "crash",
+            "restart",
+            "stop",
+            "partition",
+            "slow_store",
+            "store_restart",
+            "clock_skew",
+            "clock_jump",
+            "maint_kill",
+        }
+    )
+    | PRIMARY_VERBS
 )
-"""Verbs that are faults (what swarm mode picks from); the others are workload."""
+"""Verbs that are faults (what explore shrinks); the others are workload."""
 
 VERBS: Final = FAULT_VERBS | {"start", "open", "request_close", "end_session", "leave"}
 
@@ -274,6 +297,20 @@ class Scenario:
         """``node``'s wall clock jumps by ``delta`` seconds (added to its current skew)."""
         self._add(at, "clock_jump", self._node(node), delta=delta)
 
+    def kill_primary(self, *, at: float, choose: str = "most-keys", rejoin: bool = True) -> None:
+        """SIGKILL one primary of the store (``choose``: see :data:`PRIMARY_CHOICES`) and let a replica be promoted;
+        with ``rejoin`` the dead server is started again, empty, as a replica once the promotion is done. The history
+        records which server died (and how many session records it held) and which one was promoted. Needs a backend
+        with primaries (``redis-cluster``, ``redis-sentinel``)."""
+        self._add(at, "kill_primary", None, choose=_choice(choose), rejoin=bool(rejoin))
+
+    def partition_primary(self, *, at: float, duration: float, choose: str = "most-keys") -> None:
+        """Cut one primary of a Redis Cluster from every other server (cluster bus and replication) for ``duration``
+        seconds while clients still reach it: it acknowledges writes until it notices it is in the minority (the node
+        timeout), its replica is promoted on the majority side, and when the partition heals it rejoins as a replica
+        and drops what it acknowledged meanwhile. Needs ``redis-cluster``."""
+        self._add(at, "partition_primary", None, duration, choose=_choice(choose))
+
     def kill_maintenance(self, node: str, *, at: float) -> None:
         """The maintenance task of ``node`` dies (an unexpected exception); the node itself keeps running."""
         self._add(at, "maint_kill", self._node(node))
@@ -321,6 +358,12 @@ class Scenario:
             "max_session_duration_s": self.max_session_duration,
             "idle_timeout_s": self.idle_timeout,
         }
+
+
+def _choice(choose: str) -> str:
+    if choose not in PRIMARY_CHOICES:
+        raise ScenarioError(f"choose must be one of {', '.join(PRIMARY_CHOICES)}, got {choose!r}")
+    return choose
 
 
 ScenarioFunction = Callable[[Parameters], Scenario]

@@ -30,10 +30,10 @@ __all__ = ["run_on_redis", "scale_scenario"]
 _SCALED_ARGS = ("low", "high", "offset", "delta")
 
 
-def scale_scenario(scenario: Scenario, scale: float) -> Scenario:
+def scale_scenario(scenario: Scenario, scale: float, *, min_timeout: float = 0.25) -> Scenario:
     """A copy of ``scenario`` with every duration (times, TTL, intervals, latencies, limits, skews) times ``scale``.
 
-    The operation timeout is scaled too but kept at 0.25 s or more (a real round trip must fit in it).
+    The operation timeout is scaled too but kept at ``min_timeout`` or more (a real round trip must fit in it).
     """
     if not (scale > 0):
         raise ValueError(f"time_scale must be > 0, got {scale!r}")
@@ -49,7 +49,7 @@ def scale_scenario(scenario: Scenario, scale: float) -> Scenario:
         maintenance_interval=scenario.maintenance_interval * scale,
         latency=Latency(0.0, 0.0),
         launch_delay=Latency(scenario.launch_delay.low * scale, scenario.launch_delay.high * scale),
-        operation_timeout=max(0.25, scenario.operation_timeout * scale),
+        operation_timeout=max(min_timeout, scenario.operation_timeout * scale),
         observe_interval=scenario.observe_every * scale,
         max_session_duration=None if scenario.max_session_duration is None else scenario.max_session_duration * scale,
         idle_timeout=scenario.idle_timeout * scale,

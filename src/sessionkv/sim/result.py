@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sessionkv.sim.engine import Engine, make_policy
+from sessionkv.sim.engine import REAL_BACKENDS, Engine, make_policy
 from sessionkv.sim.history import History
 from sessionkv.sim.invariants import Analysis, Check, check_all
 from sessionkv.sim.model import Action, Parameters, Scenario, ScenarioFunction, build
@@ -43,6 +43,7 @@ class RunResult:
     notes: list[str]
     reproduce: str
     schedule: list[Action]
+    durability: str = "async"
 
     @property
     def unexpected(self) -> int:
@@ -75,6 +76,7 @@ class RunResult:
         return {
             "scenario": self.scenario,
             "backend": self.backend,
+            "durability": self.durability,
             "policy": self.policy,
             "seed": self.seed,
             "parameters": self.parameters,
@@ -111,8 +113,10 @@ def reproduce_command(
     params: Parameters,
     schedule_path: str | None = None,
     time_scale: float = 0.1,
+    durability: str = "async",
 ) -> str:
-    """The exact ``sessionkv sim run`` command line that replays a run (on ``redis``: the same plan, not history)."""
+    """The exact ``sessionkv sim run`` command line that replays a run (on real servers: the same plan, not the
+    same history)."""
     parts = ["sessionkv", "sim", "run", scenario, "--backend", backend, "--policy", policy, "--seed", str(params.seed)]
     if params.nodes is not None:
         parts += ["--nodes", str(params.nodes)]
@@ -122,8 +126,10 @@ def reproduce_command(
         parts += ["--duration", f"{params.duration:g}"]
     if schedule_path is not None:
         parts += ["--schedule", schedule_path]
-    if backend == "redis" and time_scale != 0.1:
+    if backend in REAL_BACKENDS and time_scale != 0.1:
         parts += ["--time-scale", f"{time_scale:g}"]
+    if durability != "async":
+        parts += ["--durability", durability]
     return shlex.join(parts)
 
 
@@ -144,13 +150,16 @@ def run_scenario(
     schedule_path: str | None = None,
     progress: Callable[[float], None] | None = None,
     time_scale: float = 0.1,
+    durability: str = "async",
 ) -> RunResult:
     """Run one scenario and check it. ``schedule`` replaces the scenario's timeline (shrinking, ``--schedule``).
 
     ``name_or_path`` is a built-in scenario name, the path of a scenario script, or a ``scenario(params)`` function.
 
-    ``time_scale`` applies to the ``redis`` backend only (real time): every duration of the scenario is multiplied by
-    it, so a 300 s scenario replays in 30 s by default.
+    ``time_scale`` applies to the backends on real servers only (``redis``, ``redis-cluster``, ``redis-sentinel``;
+    real time): every duration of the scenario is multiplied by it, so a 300 s scenario replays in 30 s by default.
+    ``durability`` (``async`` or ``wait:N``) applies to ``redis-cluster`` and ``redis-sentinel``: with ``wait:N``
+    every write of a node is followed by ``WAIT N``; the result is tagged with it either way.
     """
     params = params or Parameters()
     scenario = build(name_or_path, params)
@@ -165,6 +174,7 @@ def run_scenario(
         schedule_path=schedule_path,
         progress=progress,
         time_scale=time_scale,
+        durability=durability,
     )
 
 
@@ -178,25 +188,41 @@ def run_built(
     schedule_path: str | None = None,
     progress: Callable[[float], None] | None = None,
     time_scale: float = 0.1,
+    durability: str = "async",
 ) -> RunResult:
     """Run an already built :class:`Scenario` (what :func:`run_scenario` and exploration share)."""
+    from sessionkv.sim.topology import PRIMARY_BACKENDS, Durability
+
     chosen = make_policy(policy) if isinstance(policy, str) else policy
+    durable = Durability.parse(durability)
     ran = scenario
     notes: list[str] = []
-    if backend == "redis":
+    if backend in REAL_BACKENDS:
         from sessionkv.sim.realredis import scale_scenario
 
-        ran = scale_scenario(scenario, time_scale)
+        # a topology's failover takes about two node timeouts (1 s): a node's call may wait one of them
+        ran = scale_scenario(scenario, time_scale, min_timeout=1.0 if backend in PRIMARY_BACKENDS else 0.25)
+        what = "real Redis" if backend == "redis" else f"a real local {backend.removeprefix('redis-')} topology"
         notes.append(
-            f"real Redis: this run replays the plan at time scale {time_scale:g} (every duration x{time_scale:g}, "
+            f"{what}: this run replays the plan at time scale {time_scale:g} (every duration x{time_scale:g}, "
             "times in the history are real seconds); timing is real, so the history is not reproducible by seed"
         )
-    engine = Engine(ran, chosen, params, backend=backend)
+    if backend in PRIMARY_BACKENDS:
+        notes.append(
+            f"durability {durable.label}: "
+            + (
+                "a write is acknowledged once its primary applied it; replication to the replica is asynchronous"
+                if not durable.replicas
+                else f"every write of a node is followed by WAIT {durable.replicas} on the same connection; a write "
+                "fewer replicas acknowledged in time fails (outcome unknown to the node)"
+            )
+        )
+    engine = Engine(ran, chosen, params, backend=backend, durability=durable)
     engine.progress = progress
     output = engine.run()
     notes.extend(output.notes)
     analysing = time.perf_counter()
-    analysis = Analysis(output.history, ran, latency_bound=ran.operation_timeout if backend == "redis" else 0.0)
+    analysis = Analysis(output.history, ran, latency_bound=ran.operation_timeout if backend in REAL_BACKENDS else 0.0)
     checks = check_all(analysis)
     coverage = [(guard.name, bool(guard.check(analysis))) for guard in ran.guards]
     unexpected = any(not v.expected for check in checks for v in check.violations)
@@ -204,7 +230,7 @@ def run_built(
     history = output.history
     trace_hash = history.trace_hash()
     analysis_s = time.perf_counter() - analysing
-    stats = {
+    stats: dict[str, Any] = {
         "operations": analysis.operations,
         "events": len(history),
         "simulated_s": ran.duration,
@@ -212,12 +238,15 @@ def run_built(
         "analysis_s": round(analysis_s, 4),
         "speed_x": round(ran.duration / output.wall_s, 1) if output.wall_s > 0 else None,
         "lost_acknowledged_writes": len(analysis.lost_writes),
+        "lost_acknowledged_writes_by_kind": analysis.lost_by_kind(),
         "close_requests_lost_to_ttl": analysis.close_lost,
         "close_requests": len(analysis.close_requests),
         "sessions_started": len(analysis.runs),
         "limit_rejections": analysis.limit_rejects,
         "observations": len(analysis.observations),
     }
+    if backend in PRIMARY_BACKENDS:
+        stats["primary_faults"] = analysis.primary_faults()
     return RunResult(
         scenario=label,
         backend=backend,
@@ -232,6 +261,7 @@ def run_built(
         history=history,
         analysis=analysis,
         notes=notes,
-        reproduce=reproduce_command(label, backend, chosen.name, params, schedule_path, time_scale),
+        reproduce=reproduce_command(label, backend, chosen.name, params, schedule_path, time_scale, durable.label),
         schedule=scenario.timeline(),
+        durability=durable.label,
     )
