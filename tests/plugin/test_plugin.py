@@ -321,6 +321,15 @@ async def test_hangs(sessionkv_redis_store):
 """
 
 
+# A run started in the background by a shell without job control (`cmd &` in a script, as CI runners and load scripts
+# do) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the run would never see the
+# Ctrl-C these tests send. The child restores it, as an interactive terminal would have it.
+_PYTEST_WITH_CTRL_C = (
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.exit(pytest.main(sys.argv[1:]))"
+)
+
+
 def _start_and_wait(
     pytester: pytest.Pytester, private_tmp: Path, *, output: IO[bytes] | int = subprocess.DEVNULL
 ) -> subprocess.Popen[bytes]:
@@ -328,7 +337,7 @@ def _start_and_wait(
     sends on Ctrl-C, reaches that run and not ours); return once its test runs."""
     pytester.makepyfile(test_long=LONG_RUNNING)
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_long.py"],
+        [sys.executable, "-c", _PYTEST_WITH_CTRL_C, "-p", "no:cacheprovider", "test_long.py"],
         cwd=pytester.path,
         env={**os.environ, "TMPDIR": str(private_tmp)},
         stdout=output,

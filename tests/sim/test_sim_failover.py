@@ -93,12 +93,13 @@ def test_a_partitioned_primary_loses_what_it_acknowledged_unless_a_replica_had_i
     # async: over a dozen registrations, close requests and removals are made within the cut primary's first node
     # timeout (a third of them hash to its slots), and it acknowledges them; the faithful policy never rewrites a
     # lost record. wait:1: the cut primary's replica is out of reach, so no write there is acknowledged at all.
-    # 90 s: the cut lasts 50 s (5 s real) from about 37 s, so the heal comes before the end
+    # 200 s (20 s real): the cut lasts 50 s (5 s real) from about 80 s, and up to 5 s real more if the promotion is
+    # slow (heal_after_promotion), so the heal comes before the end even on a loaded machine
     result = run_scenario(
         "primary-partitioned",
         policy="faithful",
         backend="redis-cluster",
-        params=Parameters(seed=1, duration=90.0),
+        params=Parameters(seed=1, duration=200.0),
         durability=durability,
     )
     events = [fault["event"] for fault in result.stats["primary_faults"]]

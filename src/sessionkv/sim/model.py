@@ -304,12 +304,25 @@ class Scenario:
         with primaries (``redis-cluster``, ``redis-sentinel``)."""
         self._add(at, "kill_primary", None, choose=_choice(choose), rejoin=bool(rejoin))
 
-    def partition_primary(self, *, at: float, duration: float, choose: str = "most-keys") -> None:
+    def partition_primary(
+        self, *, at: float, duration: float, choose: str = "most-keys", heal_after_promotion: bool = False
+    ) -> None:
         """Cut one primary of a Redis Cluster from every other server (cluster bus and replication) for ``duration``
         seconds while clients still reach it: it acknowledges writes until it notices it is in the minority (the node
         timeout), its replica is promoted on the majority side, and when the partition heals it rejoins as a replica
-        and drops what it acknowledged meanwhile. Needs ``redis-cluster``."""
-        self._add(at, "partition_primary", None, duration, choose=_choice(choose))
+        and drops what it acknowledged meanwhile. Needs ``redis-cluster``.
+
+        ``heal_after_promotion``: the cut lasts ``duration`` and, if the replica is not promoted by then (a loaded
+        machine slows the election), until it is, within ten more node timeouts; the extra time is noted in the
+        result. Off, a cut shorter than the failover heals with nobody promoted (and nothing lost)."""
+        self._add(
+            at,
+            "partition_primary",
+            None,
+            duration,
+            choose=_choice(choose),
+            heal_after_promotion=bool(heal_after_promotion),
+        )
 
     def kill_maintenance(self, node: str, *, at: float) -> None:
         """The maintenance task of ``node`` dies (an unexpected exception); the node itself keeps running."""

@@ -469,6 +469,13 @@ class TopologyBackend:
                 promoted = asyncio.ensure_future(promotion())
                 try:
                     await asyncio.sleep(action.duration)
+                    if action.arg("heal_after_promotion", False) and not promoted.done():
+                        overdue = time.monotonic()
+                        await asyncio.wait({promoted}, timeout=10 * cluster.node_timeout)
+                        engine.notes.append(
+                            f"partition_primary at t={action.at:g}: the heal waited "
+                            f"{time.monotonic() - overdue:.2f} s past the planned cut for the replica's promotion"
+                        )
                     engine.nemesis("heal_primary", (("server", victim.port),))
                     await self._blocking(cluster.heal_network)  # reconnects, then waits until the cluster is ready
                     await promoted
