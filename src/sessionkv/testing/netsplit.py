@@ -18,12 +18,12 @@ import concurrent.futures
 import contextlib
 import functools
 import socket
-import struct
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
 from sessionkv.testing.faults import ConnectionInfo, Fault, FaultHandle, RedisFaultProxy
+from sessionkv.testing.faults.proxy import _abort_with_rst  # one way to reset a connection, shared
 from sessionkv.testing.servers import RedisServerError
 
 __all__ = ["ClusterNetwork", "LoopThread", "NodeProxy", "Partition", "TcpForwarder", "loopback_source_addresses_work"]
@@ -31,7 +31,6 @@ __all__ = ["ClusterNetwork", "LoopThread", "NodeProxy", "Partition", "TcpForward
 T = TypeVar("T")
 
 _CALL_TIMEOUT_S: Final = 30.0
-_LINGER_RST: Final = struct.pack("ii", 1, 0)
 
 
 def loopback_source_addresses_work(address: str = "127.7.0.1") -> bool:
@@ -217,17 +216,6 @@ class _End(asyncio.Protocol):
             self.other.transport.resume_reading()
 
 
-def _reset(transport: asyncio.Transport | None) -> None:
-    """Close with a TCP reset (``SO_LINGER`` 0), not a clean FIN: the peer sees the connection broken."""
-    if transport is None or transport.is_closing():
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-    transport.abort()
-
-
 class _Link:
     """An accepted connection and the one it opened to the destination."""
 
@@ -245,11 +233,11 @@ class _Link:
         try:
             await loop.create_connection(lambda: upstream, host, port)
         except OSError:
-            _reset(self.client.transport)  # the destination refused: so does the forwarder
+            _abort_with_rst(self.client.transport)  # the destination refused: so does the forwarder
             return
         self.upstream = upstream
         if self.client.transport is None:  # the client left while we connected
-            _reset(upstream.transport)
+            _abort_with_rst(upstream.transport)
             return
         upstream.other, self.client.other = self.client, upstream
         self.client.transport.resume_reading()
@@ -262,15 +250,15 @@ class _Link:
                 self.connect_task.cancel()  # no-op once connected
         elif other.transport is not None:
             if reset:
-                _reset(other.transport)
+                _abort_with_rst(other.transport)
             else:
                 other.transport.close()
         self.maybe_finished()
 
     def reset(self) -> None:
-        _reset(self.client.transport)
+        _abort_with_rst(self.client.transport)
         if self.upstream is not None:
-            _reset(self.upstream.transport)
+            _abort_with_rst(self.upstream.transport)
         if self.connect_task is not None:
             self.connect_task.cancel()
         self.maybe_finished()
@@ -297,7 +285,7 @@ class _Accepted(_End):
         destination = forwarder._route(link.source)
         if destination is None:
             forwarder.refused += 1
-            _reset(self.transport)
+            _abort_with_rst(self.transport)
             return
         forwarder._links.add(link)
         self.transport.pause_reading()  # until the destination accepted
