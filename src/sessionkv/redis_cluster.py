@@ -610,12 +610,15 @@ class RedisClusterSessionKVStore(SessionKVStore):
         return [command.result for command in queued]
 
     async def _refresh_map(self) -> None:
-        """Re-read the slot map (after a failover the old primary's slots belong to a promoted replica)."""
-        self._stale_map = False
+        """Re-read the slot map (after a failover the old primary's slots belong to a promoted replica).
+
+        The map counts as fresh only once the read completed: a refresh that fails, or that a deadline or a
+        cancellation cuts short (redis-py's map may then be half rebuilt), is tried again before the next call."""
         try:
             await self._client.nodes_manager.initialize()
         except (RedisError, RedisClusterException, OSError):
-            self._stale_map = True  # no node answered: try again before the next call
+            return  # no node answered: still stale
+        self._stale_map = False
 
     async def _run(self, operation: str, call: Callable[[], Awaitable[T]], *, retry: bool) -> T:
         """Run ``call`` within the operation deadline; reads are retried on transient errors until the deadline,

@@ -3,8 +3,10 @@ hash-tag layout, the shared wire format, and argument checking. The failover beh
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -187,3 +189,38 @@ def test_only_an_error_raised_inside_redis_py_counts_as_a_connection_closed_unde
     with pytest.raises(AttributeError) as ours:
         _ = None.writelines  # type: ignore[attr-defined]
     assert not _raised_inside_redis_py(ours.value)
+
+
+@pytest.mark.asyncio
+async def test_a_map_refresh_cut_short_by_the_deadline_is_redone_before_the_next_call(
+    sessionkv_redis_cluster: RedisClusterTopology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deadline that lands inside redis-py's map rebuild can leave it half done; the next call (a write, which is
+    # never retried) must not run on that map. Seen as a write routed to an unreachable node under load.
+    from sessionkv.errors import StoreUnavailableError
+
+    store = RedisClusterSessionKVStore(
+        startup_nodes=sessionkv_redis_cluster.startup_nodes, key_prefix="refresh:", operation_timeout=0.3
+    )
+    async with store:
+        manager_class = type(store.client.nodes_manager)  # __slots__: patch the class, for this test only
+        real_initialize = manager_class.initialize
+        rebuilds: list[str] = []
+
+        async def never_finishes(manager: Any) -> None:
+            rebuilds.append("cut short")
+            await asyncio.sleep(3600)
+
+        async def counted(manager: Any) -> None:
+            rebuilds.append("done")
+            await real_initialize(manager)
+
+        store._stale_map = True  # as after a connection error
+        monkeypatch.setattr(manager_class, "initialize", never_finishes)
+        with pytest.raises(StoreUnavailableError, match="did not answer within operation_timeout"):
+            await store.get("k")
+        monkeypatch.setattr(manager_class, "initialize", counted)
+        await store.set("k", b"v", 60)
+        assert rebuilds == ["cut short", "done"]
+        assert await store.get("k") == b"v"
+        assert rebuilds == ["cut short", "done"]  # fresh now: no further rebuild
